@@ -1,0 +1,1 @@
+"""Benchmarks comparing gen_jax with reference implementations (torch_seed: the seed tutorial in PyTorch)."""

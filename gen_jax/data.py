@@ -1,0 +1,237 @@
+"""Data: one interface over several sources, and deterministic batching for the parallel step.
+
+Every source loads into a `Dataset` of float32 NHWC images in [0, 1] plus int32 labels, held as whole arrays.
+Batching never loops over examples in Python: `batch_indices` gives the global indices of a step's batch as a
+pure function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would, and the
+model-side transform (`preprocess`: value range, dynamic binarisation) runs on the device inside the step.
+
+Sources (`load(source)`):
+  digits        scikit-learn's bundled 8x8 digits (1797 images), fixed split: 1500 train / 297 test.
+  idx:DIR       MNIST-format IDX files (raw or .gz), e.g. ../shared/data/mnist.
+  folder:DIR    PNG/JPEG images, class labels from subfolder names (DIR/train and DIR/test if present).
+  tfds:NAME     a TensorFlow Datasets data set already prepared in array_record format (no TensorFlow needed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.errors import DataError
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A data set held in memory: images float32 [N, H, W, C] in [0, 1], labels int32 [N]."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+
+def load(source: str, *, tfds_data_dir: str | None = None) -> Dataset:
+    """Loads a data set named by a source string ('digits', 'idx:DIR', 'folder:DIR', 'tfds:NAME')."""
+    kind, _, arg = source.partition(":")
+    if kind == "digits" and not arg:
+        return _load_digits()
+    if kind == "idx" and arg:
+        return _load_idx(arg)
+    if kind == "folder" and arg:
+        return _load_folder(arg)
+    if kind == "tfds" and arg:
+        return _load_tfds(arg, data_dir=tfds_data_dir)
+    raise DataError(
+        f"unknown data source {source!r}: use 'digits', 'idx:DIR', 'folder:DIR' or 'tfds:NAME'")
+
+
+def _make_dataset(name, train, test, num_classes=None) -> Dataset:
+    (xtr, ytr), (xte, yte) = train, test
+    if len(xtr) == 0 or len(xte) == 0:
+        raise DataError(f"data set {name!r} has an empty train or test split")
+    labels = np.concatenate([ytr, yte])
+    return Dataset(name, xtr.astype(np.float32), ytr.astype(np.int32), xte.astype(np.float32),
+                   yte.astype(np.int32), int(num_classes or labels.max() + 1))
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = (digits.images / 16.0)[..., None]  # 0..16 ink levels -> [0, 1]
+    order = np.random.default_rng(0).permutation(len(images))  # fixed split, independent of the run's seed
+    train, test = order[:1500], order[1500:]
+    return _make_dataset("digits", (images[train], digits.target[train]),
+                         (images[test], digits.target[test]), num_classes=10)
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads one IDX file (raw or gzip): unsigned-byte arrays such as MNIST images [N, 28, 28] or labels [N]."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated: header says {dims}, found {data.size} bytes")
+    return data.reshape(dims)
+
+
+def _find_idx(directory: str, stem: str) -> str:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if os.path.exists(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    raise DataError(f"IDX folder {directory} has no {stem}[.gz]")
+
+
+def _load_idx(directory: str) -> Dataset:
+    if not os.path.isdir(directory):
+        raise DataError(f"IDX folder {directory} does not exist")
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = read_idx(_find_idx(directory, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(_find_idx(directory, f"{prefix}-labels-idx1-ubyte"))
+        if len(images) != len(labels):
+            raise DataError(f"{directory}: {len(images)} {prefix} images but {len(labels)} labels")
+        splits.append((images[..., None] / np.float32(255), labels))
+    return _make_dataset(f"idx:{directory}", *splits)
+
+
+def _read_image_folder(directory: str, classes: Sequence[str]):
+    from PIL import Image, UnidentifiedImageError
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        cls_dir = os.path.join(directory, cls)
+        for name in sorted(os.listdir(cls_dir)):
+            if not name.lower().endswith(_IMAGE_SUFFIXES):
+                continue
+            path = os.path.join(cls_dir, name)
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    images.append(im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy())
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"unreadable image {path}: {e}") from None
+            labels.append(label)
+    return images, labels
+
+
+def _stack_images(images, directory) -> np.ndarray:
+    sizes = {im.size for im in images}
+    if len(sizes) > 1:
+        raise DataError(f"images in {directory} have mixed sizes {sorted(sizes)[:4]}: resize them to one size")
+    mode = "L" if all(im.mode == "L" for im in images) else "RGB"
+    arrays = [np.asarray(im.convert(mode), np.uint8) for im in images]
+    stacked = np.stack(arrays)
+    return (stacked[..., None] if mode == "L" else stacked) / np.float32(255)
+
+
+def _load_folder(directory: str) -> Dataset:
+    if not os.path.isdir(directory):
+        raise DataError(f"image folder {directory} does not exist")
+    split_dirs = [os.path.join(directory, s) for s in ("train", "test")]
+    roots = split_dirs if all(os.path.isdir(d) for d in split_dirs) else [directory]
+    classes = sorted(d for d in os.listdir(roots[0]) if os.path.isdir(os.path.join(roots[0], d)))
+    if not classes:
+        raise DataError(f"image folder {roots[0]} has no class subfolders (expected {roots[0]}/CLASS/*.png)")
+    per_root = [_read_image_folder(root, classes) for root in roots]
+    if any(not images for images, _ in per_root):
+        raise DataError(f"image folder {directory} contains no PNG or JPEG images")
+    all_images = _stack_images([im for images, _ in per_root for im in images], directory)
+    all_labels = np.asarray([label for _, labels in per_root for label in labels])
+    if len(roots) == 2:
+        n_train = len(per_root[0][0])
+        train, test = np.arange(n_train), np.arange(n_train, len(all_images))
+    else:  # hold out a fixed 10% (at least one image)
+        order = np.random.default_rng(0).permutation(len(all_images))
+        n_test = max(1, len(order) // 10)
+        train, test = order[n_test:], order[:n_test]
+    return _make_dataset(f"folder:{directory}", (all_images[train], all_labels[train]),
+                         (all_images[test], all_labels[test]), num_classes=len(classes))
+
+
+def _load_tfds(name: str, data_dir: str | None) -> Dataset:
+    import tensorflow_datasets as tfds
+    splits = []
+    for split in ("train", "test"):
+        try:
+            source = tfds.data_source(name, split=split, data_dir=data_dir)
+        except Exception as e:  # tfds raises many types for "not found / not prepared"
+            raise DataError(
+                f"tfds data set {name!r} (split {split}) is not available: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''} -- prepare it with "
+                f"`tfds build {name} --file_format=array_record` on a machine with internet") from None
+        examples = source.__getitems__(list(range(len(source))))
+        images = np.stack([np.asarray(ex["image"]) for ex in examples])
+        labels = np.asarray([int(ex.get("label", 0)) for ex in examples])
+        if images.ndim == 3:
+            images = images[..., None]
+        splits.append((images / np.float32(255), labels))
+    return _make_dataset(f"tfds:{name}", *splits)
+
+
+def check_batching(num_examples: int, batch_size: int, num_devices: int) -> int:
+    """Validates a global batch size against the data and devices; returns the per-device batch size."""
+    if batch_size <= 0:
+        raise DataError(f"batch size must be positive, got {batch_size}")
+    if batch_size > num_examples:
+        raise DataError(f"batch size {batch_size} is larger than the training set ({num_examples} examples)")
+    if batch_size % num_devices:
+        raise DataError(f"batch size {batch_size} is not divisible by the {num_devices} devices")
+    return batch_size // num_devices
+
+
+def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: int,
+                  batch_size: int) -> np.ndarray:
+    """Global example indices [num_steps, batch_size] for steps first_step.., a pure function of the seed.
+
+    Each epoch is a fresh permutation (seeded by seed and epoch); the last partial batch is dropped.
+    """
+    per_epoch = num_examples // batch_size
+    steps = np.arange(first_step, first_step + num_steps)
+    out = np.empty((num_steps, batch_size), np.int32)
+    for epoch in np.unique(steps // per_epoch):
+        perm = np.random.default_rng([seed, int(epoch)]).permutation(num_examples)
+        rows = steps // per_epoch == epoch
+        starts = (steps[rows] % per_epoch) * batch_size
+        out[rows] = perm[starts[:, None] + np.arange(batch_size)]
+    return out
+
+
+def preprocess(images: jax.Array, *, value_range: str = "01", uniform: jax.Array | None = None) -> jax.Array:
+    """Maps [0, 1] images to what a model expects: optional dynamic binarisation, then '01' or '-11' range.
+
+    With `uniform` (U[0, 1) noise of the images' shape) pixels are binarised as 1[u < p], a fresh
+    Bernoulli draw each step as in the VAE literature, so the Bernoulli likelihood is a true likelihood.
+    """
+    if uniform is not None:
+        images = (uniform < images).astype(images.dtype)
+    if value_range == "-11":
+        return images * 2.0 - 1.0
+    if value_range == "01":
+        return images
+    raise ValueError(f"value_range must be '01' or '-11', got {value_range!r}")
+
+
+def to_unit_range(images: jax.Array, value_range: str) -> jax.Array:
+    """Inverse of `preprocess`'s range map: model-space images back to [0, 1] (clipped) for display."""
+    images = (images + 1.0) / 2.0 if value_range == "-11" else images
+    return jnp.clip(images, 0.0, 1.0)

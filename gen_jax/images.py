@@ -1,0 +1,62 @@
+"""Pictures people look at: image grids written as PNG during training, and plots of curves."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def grid(images: np.ndarray, *, ncols: int = 8, pad: int = 1) -> np.ndarray:
+    """Tiles images [N, H, W, C] in [0, 1] into one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] picture."""
+    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    n, h, w, c = images.shape
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    out = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = image
+    return (out * 255 + 0.5).astype(np.uint8)
+
+
+def save_grid(path: str, images: np.ndarray, *, ncols: int = 8, min_cell: int = 56) -> str:
+    """Writes `grid(images)` as a PNG, upscaled (nearest) so small images such as 8x8 digits stay visible."""
+    from PIL import Image
+    picture = grid(images, ncols=ncols)
+    scale = max(1, -(-min_cell // images.shape[1]))
+    picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+    return path
+
+
+def plot_curves(metrics_path: str, out_path: str) -> str | None:
+    """Plots every training metric in a metrics.jsonl against step (one panel each) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(metrics_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    series: dict[str, tuple[list, list]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                xs, ys = series.setdefault(key, ([], []))
+                xs.append(row["step"])
+                ys.append(value)
+    if not series:
+        return None
+    ncols = min(3, len(series))
+    nrows = -(-len(series) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, (key, (xs, ys)) in zip(axes.flat, sorted(series.items())):
+        ax.plot(xs, ys, marker="." if len(xs) < 20 else None)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in axes.flat[len(series):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path

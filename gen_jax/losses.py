@@ -1,0 +1,148 @@
+"""Every loss in gen_jax, as keyword-only pure functions that return one value per example (never reduced).
+
+Reconstruction and likelihood terms are summed over all non-batch axes, in nats. GAN losses take the
+discriminator's *logits* (never probabilities), so they are stable where a sigmoid saturates.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+def _sum_per_example(x: jax.Array) -> jax.Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+# ----------------------------------------------------------------------------- likelihoods and reconstruction
+def bernoulli_nll(*, logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """-log p(targets | logits) under independent Bernoullis, per example [B]: the seed's summed BCE.
+
+    Written as softplus(l) - t*l, which equals BCE(sigmoid(l), t) without ever forming log(0).
+    """
+    return _sum_per_example(jax.nn.softplus(logits) - targets * logits)
+
+
+def gaussian_nll(*, means: jax.Array, targets: jax.Array, sigma: float = 1.0) -> jax.Array:
+    """-log N(targets; means, sigma^2 I) per example [B], for data that is not in [0, 1]."""
+    z = (targets - means) / sigma
+    return _sum_per_example(0.5 * z**2 + math.log(sigma) + 0.5 * math.log(2 * math.pi))
+
+
+def squared_error(*, predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Sum of squared errors per example [B] (the seed's MSE criterion, times the pixel count)."""
+    return _sum_per_example((predictions - targets) ** 2)
+
+
+# ----------------------------------------------------------------------------- VAE
+def gaussian_kl(*, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per example [B], closed form (Kingma & Welling 2014, app. B)."""
+    return -0.5 * jnp.sum(1.0 + logvar - mean**2 - jnp.exp(logvar), axis=-1)
+
+
+def reparameterize(mean: jax.Array, logvar: jax.Array, eps: jax.Array) -> jax.Array:
+    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) drawn by the caller from an explicit key."""
+    return mean + jnp.exp(0.5 * logvar) * eps
+
+
+def vae_terms(*, decoded: jax.Array, targets: jax.Array, mean: jax.Array, logvar: jax.Array,
+              likelihood: str = "bernoulli", sigma: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """(reconstruction NLL, KL) per example for a VAE; the beta-VAE loss is recon + beta * KL.
+
+    `decoded` is logits for a Bernoulli likelihood, means for a Gaussian one. With beta=1 the sum is the
+    negative ELBO in nats (Kingma & Welling 2014; Higgins et al. 2017 for beta).
+    """
+    if likelihood == "bernoulli":
+        recon = bernoulli_nll(logits=decoded, targets=targets)
+    elif likelihood == "gaussian":
+        recon = gaussian_nll(means=decoded, targets=targets, sigma=sigma)
+    else:
+        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+    return recon, gaussian_kl(mean=mean, logvar=logvar)
+
+
+# ----------------------------------------------------------------------------- sparsity
+def sparsity_kl(*, activations: jax.Array, target: float, eps: float = 1e-6) -> jax.Array:
+    """Sum over units of KL(Bernoulli(target) || Bernoulli(rho_hat)), rho_hat = batch-mean activation.
+
+    The seed's formula, with rho_hat clipped to [eps, 1 - eps] so a dead (0) or saturated (1) unit gives a
+    large finite penalty instead of inf/NaN. A batch statistic: returns a scalar, not per example.
+    """
+    rho_hat = jnp.clip(jnp.mean(activations, axis=0), eps, 1.0 - eps)
+    kl = target * jnp.log(target / rho_hat) + (1 - target) * jnp.log((1 - target) / (1 - rho_hat))
+    return jnp.sum(kl)
+
+
+def l1_activity(*, activations: jax.Array) -> jax.Array:
+    """L1 activity penalty per example [B]: sum of |code|, the simpler alternative to the sparsity KL."""
+    return _sum_per_example(jnp.abs(activations))
+
+
+# ----------------------------------------------------------------------------- GANs
+def sigmoid_cross_entropy(*, logits: jax.Array, labels: jax.Array | float) -> jax.Array:
+    """BCE(sigmoid(logits), labels) per element, computed stably from logits."""
+    return jax.nn.softplus(logits) - labels * logits
+
+
+def _per_example(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1).mean(axis=-1)
+
+
+def discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array, kind: str = "bce",
+                       real_label: float = 1.0) -> jax.Array:
+    """Discriminator (critic) loss per example [B] for a GAN objective `kind`.
+
+    bce:   -log D(x) - log(1 - D(G(z))), the seed's minimax loss (Goodfellow et al. 2014); `real_label` < 1
+           is one-sided label smoothing (Salimans et al. 2016).
+    lsgan: (D(x) - 1)^2 / 2 + D(G(z))^2 / 2 (Mao et al. 2017).
+    hinge: relu(1 - D(x)) + relu(1 + D(G(z))) (Lim & Ye 2017; Miyato et al. 2018).
+    wasserstein: D(G(z)) - D(x), the critic's side of the Kantorovich dual (Arjovsky et al. 2017).
+    """
+    if kind == "bce":
+        real = sigmoid_cross_entropy(logits=real_logits, labels=real_label)
+        fake = sigmoid_cross_entropy(logits=fake_logits, labels=0.0)
+    elif kind == "lsgan":
+        real, fake = 0.5 * (real_logits - real_label) ** 2, 0.5 * fake_logits**2
+    elif kind == "hinge":
+        real, fake = jax.nn.relu(1.0 - real_logits), jax.nn.relu(1.0 + fake_logits)
+    elif kind == "wasserstein":
+        real, fake = -real_logits, fake_logits
+    else:
+        raise ValueError(f"unknown GAN loss {kind!r}: use bce, lsgan, hinge or wasserstein")
+    return _per_example(real) + _per_example(fake)
+
+
+def generator_loss(*, fake_logits: jax.Array, kind: str = "bce", saturating: bool = False) -> jax.Array:
+    """Generator loss per example [B] for a GAN objective `kind` (see `discriminator_loss`).
+
+    For bce the default is the non-saturating -log D(G(z)); `saturating=True` gives the seed paper's
+    minimax log(1 - D(G(z))), whose gradient vanishes when the discriminator wins.
+    """
+    if kind == "bce":
+        if saturating:
+            return -_per_example(sigmoid_cross_entropy(logits=fake_logits, labels=0.0))
+        return _per_example(sigmoid_cross_entropy(logits=fake_logits, labels=1.0))
+    if kind == "lsgan":
+        return _per_example(0.5 * (fake_logits - 1.0) ** 2)
+    if kind in ("hinge", "wasserstein"):
+        return -_per_example(fake_logits)
+    raise ValueError(f"unknown GAN loss {kind!r}: use bce, lsgan, hinge or wasserstein")
+
+
+def gradient_penalty(critic_fn, *, real: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
+    """WGAN-GP penalty per example [B]: (||grad_x critic(x_hat)||_2 - 1)^2 on random interpolates.
+
+    x_hat = e * real + (1 - e) * fake with e ~ U[0, 1] per example (Gulrajani et al. 2017). `critic_fn`
+    maps a batch of images to logits [B] or [B, 1].
+    """
+    e = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+    interpolates = e * real + (1.0 - e) * fake
+    grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(interpolates)
+    norms = jnp.sqrt(_sum_per_example(grads**2) + 1e-12)
+    return (norms - 1.0) ** 2
+
+
+def feature_matching(*, real_features: jax.Array, fake_features: jax.Array) -> jax.Array:
+    """||E f(x) - E f(G(z))||^2 over a discriminator layer's features (Salimans et al. 2016). Scalar."""
+    return jnp.sum((jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)) ** 2)

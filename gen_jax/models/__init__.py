@@ -1,0 +1,25 @@
+"""Model factories looked up by name from a config: `create(name, image_shape=..., **options)`."""
+from __future__ import annotations
+
+import inspect
+
+from gen_jax.errors import ConfigError
+from gen_jax.models import autoencoders
+
+FACTORIES = {
+    "mlp_vae": autoencoders.mlp_vae,
+    "conv_vae": autoencoders.conv_vae,
+}
+
+
+def create(name: str, **options):
+    """Builds the Flax module `name`; an unknown name or option is a ConfigError naming the valid ones."""
+    if name not in FACTORIES:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(FACTORIES))}")
+    factory = FACTORIES[name]
+    accepted = set(inspect.signature(factory).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option {unknown[0]!r}; its options: "
+                          f"{', '.join(sorted(accepted - {'image_shape'}))}")
+    return factory(**options)

@@ -1,0 +1,129 @@
+"""Autoencoder networks as pure Flax linen modules: encoder and decoder bodies, and the VAEs built from them.
+
+Decoders return *logits* (pre-sigmoid) so Bernoulli losses stay stable; `jax.nn.sigmoid(logits)` is the
+image in [0, 1]. Images are NHWC.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax import losses
+from gen_jax.errors import ConfigError
+
+
+def _flatten(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1)
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, then Dense+ReLU for each hidden width, then a linear layer of `features` outputs."""
+
+    hidden_dims: Sequence[int]
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = _flatten(x)
+        for width in self.hidden_dims:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(self.features)(h)
+
+
+class MLPDecoder(nn.Module):
+    """Dense+ReLU for each hidden width, then a linear layer reshaped to `image_shape` (logits)."""
+
+    hidden_dims: Sequence[int]
+    image_shape: Sequence[int]
+
+    @nn.compact
+    def __call__(self, z):
+        h = z
+        for width in self.hidden_dims:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(int(np.prod(self.image_shape)))(h).reshape((-1, *self.image_shape))
+
+
+def _check_conv_shape(image_shape: Sequence[int]) -> None:
+    if image_shape[0] % 4 or image_shape[1] % 4:
+        raise ConfigError(f"conv autoencoders need height and width divisible by 4, got {tuple(image_shape)}")
+
+
+# PyTorch's Conv2d(k=4, s=2, padding=1): exact halving, unlike Flax 'SAME' which pads asymmetrically.
+_HALVING_PADDING = ((1, 1), (1, 1))
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 4x4 convs (H -> H/4) with ReLU, then Dense+ReLU(hidden) and a linear `features` head."""
+
+    channels: Sequence[int] = (32, 64)
+    hidden: int = 256
+    features: int = 20
+
+    @nn.compact
+    def __call__(self, x):
+        h = x
+        for c in self.channels:
+            h = nn.relu(nn.Conv(c, (4, 4), strides=(2, 2), padding=_HALVING_PADDING)(h))
+        h = nn.relu(nn.Dense(self.hidden)(_flatten(h)))
+        return nn.Dense(self.features)(h)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of ConvEncoder: Dense to an (H/4, W/4) map, two stride-2 transposed convs, 3x3 conv to logits."""
+
+    image_shape: Sequence[int]
+    channels: Sequence[int] = (64, 32)
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, z):
+        h, w, c = self.image_shape
+        x = nn.relu(nn.Dense(self.hidden)(z))
+        x = nn.relu(nn.Dense(h // 4 * w // 4 * self.channels[0])(x))
+        x = x.reshape((-1, h // 4, w // 4, self.channels[0]))
+        for ch in self.channels:
+            x = nn.relu(nn.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME")(x))
+        return nn.Conv(c, (3, 3), padding="SAME")(x)
+
+
+class VAE(nn.Module):
+    """A Gaussian-latent VAE around any encoder (emitting 2*latent_dim) and decoder (emitting logits).
+
+    `encode` gives the posterior (mean, logvar); `decode` gives image logits; `__call__(x, eps)` decodes
+    z = mean + std * eps. It takes the standard-normal noise itself (draw it from an explicit key) so the
+    parallel step can draw noise for the global batch, independent of how it is split over devices.
+    """
+
+    encoder: nn.Module
+    decoder: nn.Module
+    latent_dim: int
+
+    def encode(self, x):
+        mean, logvar = jnp.split(self.encoder(x), 2, axis=-1)
+        return mean, logvar
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def __call__(self, x, eps):
+        mean, logvar = self.encode(x)
+        return self.decode(losses.reparameterize(mean, logvar, eps)), mean, logvar
+
+
+def mlp_vae(*, image_shape, latent_dim: int = 20, hidden_dims: Sequence[int] = (256, 128)) -> VAE:
+    """The seed's VAE: input -> 256 -> 128 -> (mu, logvar) and latent -> 128 -> 256 -> input."""
+    return VAE(MLPEncoder(tuple(hidden_dims), 2 * latent_dim),
+               MLPDecoder(tuple(reversed(hidden_dims)), tuple(image_shape)), latent_dim)
+
+
+def conv_vae(*, image_shape, latent_dim: int = 20, channels: Sequence[int] = (32, 64),
+             hidden: int = 256) -> VAE:
+    """A convolutional VAE: two stride-2 convs down, two stride-2 transposed convs up."""
+    _check_conv_shape(image_shape)
+    return VAE(ConvEncoder(tuple(channels), hidden, 2 * latent_dim),
+               ConvDecoder(tuple(image_shape), tuple(reversed(channels)), hidden), latent_dim)
