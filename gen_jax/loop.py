@@ -19,13 +19,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import jax_utils
 from jax import lax
 from tqdm.auto import tqdm
 
 from gen_jax import config as config_lib
 from gen_jax import data, images, tasks
 from gen_jax.checkpoint import Checkpointer
+from gen_jax.parallel import replicate, unreplicate
 
 AXIS = "batch"
 
@@ -76,10 +76,6 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
-def _unreplicate(tree):
-    return jax.tree.map(lambda x: x[0], tree)
-
-
 def _write_jsonl(path: str, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -87,7 +83,7 @@ def _write_jsonl(path: str, row: dict) -> None:
 
 def _host_metrics(metrics, step: int) -> dict:
     """Device metrics -> floats at a log step; a NaN or inf stops training with the step that produced it."""
-    values = {k: float(v) for k, v in jax.device_get(_unreplicate(metrics)).items()}
+    values = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}: {values}")
@@ -123,7 +119,7 @@ def train(config, workdir: str) -> dict:
     root = jax.random.key(config.seed)  # one stream per purpose
     init_key, train_key, picture_key, eval_key = (jax.random.fold_in(root, i) for i in range(4))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
-    state = task.init_state(init_key)
+    state = jax.jit(task.init_state)(init_key)
     step = checkpointer.latest_step() or 0
     if step:
         state = checkpointer.restore(state, step)
@@ -136,8 +132,8 @@ def train(config, workdir: str) -> dict:
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
-    replicated = jax_utils.replicate((state, dataset.train_images, dataset.train_labels), devices)
-    state_r, train_images, train_labels = replicated
+    state_r, train_images, train_labels = replicate(
+        (state, dataset.train_images, dataset.train_labels), devices, AXIS)
     del state
 
     summary = {"interrupted": None}
@@ -166,12 +162,12 @@ def train(config, workdir: str) -> dict:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "images_per_sec")
                                  or k.endswith("_loss")}, refresh=False)
             if step % train_cfg.sample_every == 0:
-                _write_pictures(task, _unreplicate(state_r), dataset, picture_key, workdir, step)
+                _write_pictures(task, unreplicate(state_r), dataset, picture_key, workdir, step)
             if step % train_cfg.checkpoint_every == 0:
-                checkpointer.save(step, _unreplicate(state_r))
+                checkpointer.save(step, unreplicate(state_r))
             if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
-                _evaluate(task, _unreplicate(state_r), dataset, eval_key, workdir, step)
-        state = jax.device_get(_unreplicate(state_r))
+                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step)
+        state = jax.device_get(unreplicate(state_r))
         checkpointer.save(step, state)
         summary["interrupted"] = stop.signum
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import numpy as np
 from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def pmean(tree, axis_name: str | None):
@@ -28,3 +30,16 @@ def local_rows(draw: Callable, key: jax.Array, local_shape: tuple, axis_name: st
     rows = local_shape[0]
     full = draw(key, (rows * num, *local_shape[1:]))
     return lax.dynamic_slice_in_dim(full, index * rows, rows)
+
+
+def replicate(tree, devices, axis_name: str):
+    """Copies every leaf to each device along a new leading axis, laid out exactly as `jax.pmap` outputs
+    (a NamedSharding over `axis_name`), so feeding a step's output back in does not retrace it."""
+    sharding = NamedSharding(Mesh(np.asarray(devices), (axis_name,)), PartitionSpec(axis_name))
+    return jax.tree.map(
+        lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (len(devices), *np.shape(x))), sharding), tree)
+
+
+def unreplicate(tree):
+    """The first device's copy of a replicated tree."""
+    return jax.tree.map(lambda x: x[0], tree)

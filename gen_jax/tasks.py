@@ -82,13 +82,15 @@ def vae_task(config, dataset: data.Dataset) -> Task:
         return {"neg_elbo": float(scores[:, 0].mean()), "recon_mse": float(scores[:, 1].mean()),
                 "num_test_images": len(images)}
 
+    @jax.jit
+    def _pictures(params, originals, key):
+        recons = vae.reconstruct(model, params, originals)
+        rows = jnp.stack([originals, recons]).reshape(2, 4, 8, *originals.shape[1:]).swapaxes(0, 1)
+        return {"samples": vae.sample(model, params, key, 64), "reconstructions": rows.reshape(originals.shape[0] * 2, *originals.shape[1:])}
+
     def pictures(state, dataset, key):
-        originals = jnp.asarray(dataset.test_images[:32])
-        recons = vae.reconstruct(model, state.params, originals)
-        pairs = jnp.stack([originals.reshape(4, 8, *originals.shape[1:]),
-                           recons.reshape(4, 8, *originals.shape[1:])], axis=1)
-        return {"samples": vae.sample(model, state.params, key, 64),
-                "reconstructions": pairs.reshape(-1, *originals.shape[1:])}
+        """64 prior samples, and 4 row pairs: 8 test images over their reconstructions."""
+        return _pictures(state.params, jnp.asarray(dataset.test_images[:32]), key)
 
     return Task(init_state, steps.make_vae_step(model, beta=config.loss.beta, likelihood=likelihood,
                                                binarize=binarize), evaluate, pictures)
