@@ -179,7 +179,7 @@ def _load_tfds(name: str, data_dir: str | None) -> Dataset:
                 f"tfds data set {name!r} (split {split}) is not available: {type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''} -- prepare it with "
                 f"`tfds build {name} --file_format=array_record` on a machine with internet") from None
-        examples = source.__getitems__(list(range(len(source))))
+        examples = [source[i] for i in range(len(source))]  # decoded once, at load time
         images = np.stack([np.asarray(ex["image"]) for ex in examples])
         labels = np.asarray([int(ex.get("label", 0)) for ex in examples])
         if images.ndim == 3:

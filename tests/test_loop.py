@@ -1,0 +1,122 @@
+"""The train loop: reproducibility, resume equals an uninterrupted run, N devices equal one, signals.
+
+Multi-device runs use `XLA_FLAGS=--xla_force_host_platform_device_count=N` in a subprocess (the flag must be
+set before JAX starts), so they never share this process's single CPU device.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from gen_jax import data, tasks
+from gen_jax.checkpoint import Checkpointer
+from gen_jax.config import finalize, vae_config
+from gen_jax.loop import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = {"train.steps": 30, "train.steps_per_call": 5, "train.log_every": 10, "train.sample_every": 30,
+         "train.checkpoint_every": 20, "data.batch_size": 64, "train.progress": False,
+         "model.hidden_dims": (32,), "model.latent_dim": 4}
+
+
+def small_config(**overrides):
+    config = vae_config()
+    for key, value in {**SMALL, **overrides}.items():
+        section, _, field = key.rpartition(".")
+        (config[section] if section else config)[field] = value
+    return config
+
+
+def final_params(workdir, config):
+    """The parameters of the latest checkpoint in workdir, as numpy leaves."""
+    task = tasks.build(finalize(config), data.load(config.data.source))
+    state = Checkpointer(os.path.join(workdir, "checkpoints")).restore(task.init_state(jax.random.key(0)))
+    return jax.tree.leaves(jax.device_get(state.params))
+
+
+def run_cli(workdir, overrides, devices=1, **kwargs):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    args = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()]
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def assert_trees_close(a, b, atol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=1e-4)
+
+
+def test_same_seed_same_result_other_seed_differs(tmp_path):
+    runs = [train(small_config(**{"seed": seed}), str(tmp_path / f"run{i}"))
+            for i, seed in enumerate((0, 0, 1))]
+    params = [final_params(str(tmp_path / f"run{i}"), small_config()) for i in range(3)]
+    for x, y in zip(params[0], params[1]):
+        np.testing.assert_array_equal(x, y)
+    assert runs[0]["eval"] == runs[1]["eval"]
+    assert not all(np.array_equal(x, y) for x, y in zip(params[0], params[2]))
+
+
+def test_outputs_written(tmp_path):
+    train(small_config(), str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [10, 20, 30]
+    assert all(r["images_per_sec"] > 0 for r in train_rows[1:])
+    assert "eval/neg_elbo" in rows[-1]
+    assert json.load(open(tmp_path / "eval.json"))["step"] == 30
+    assert {"reconstructions_000030.png", "samples_000030.png"} <= set(os.listdir(tmp_path / "samples"))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "30"]
+    assert json.load(open(tmp_path / "config.json"))["model"]["latent_dim"] == 4
+    assert os.path.getsize(tmp_path / "curves.png") > 0
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    train(small_config(), str(tmp_path / "straight"))
+    train(small_config(**{"train.steps": 13}), str(tmp_path / "resumed"))  # stops mid-chunk
+    assert Checkpointer(str(tmp_path / "resumed" / "checkpoints")).latest_step() == 13
+    summary = train(small_config(), str(tmp_path / "resumed"))
+    assert summary["step"] == 30
+    assert_trees_close(final_params(str(tmp_path / "straight"), small_config()),
+                       final_params(str(tmp_path / "resumed"), small_config()), atol=1e-6)
+
+
+@pytest.mark.parametrize("devices", [2, 4])
+def test_multi_device_equals_one_device(tmp_path, devices):
+    """Same global batch of 64 split over N devices: gradients are pmean'd, noise is cut from one draw."""
+    train(small_config(), str(tmp_path / "one"))
+    result = run_cli(str(tmp_path / "many"), SMALL, devices=devices)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_trees_close(final_params(str(tmp_path / "one"), small_config()),
+                       final_params(str(tmp_path / "many"), small_config()), atol=1e-5)
+
+
+def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path):
+    overrides = {**SMALL, "train.steps": 1500, "train.steps_per_call": 1, "train.log_every": 1,
+                 "train.checkpoint_every": 100000, "train.sample_every": 100000}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    args = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()]
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path / 'run'}",
+                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.stat().st_size) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, stderr[-2000:]
+    assert "interrupted at step" in stderr and "Traceback" not in stderr
+    stopped_at = Checkpointer(str(tmp_path / "run" / "checkpoints")).latest_step()
+    assert 0 < stopped_at < 1500, stopped_at
+    assert not (tmp_path / "run" / "eval.json").exists()
+    assert run_cli(str(tmp_path / "run"), overrides).returncode == 0
+    config = small_config(**{k: v for k, v in overrides.items() if k.startswith("train.")})
+    train(config, str(tmp_path / "straight"))
+    assert_trees_close(final_params(str(tmp_path / "straight"), config),
+                       final_params(str(tmp_path / "run"), config), atol=1e-5)
