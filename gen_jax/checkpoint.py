@@ -10,6 +10,17 @@ import orbax.checkpoint as ocp
 from gen_jax.errors import CheckpointError
 
 
+def _check_same_layout(restored, template) -> None:
+    """Raises ValueError unless both trees have the same structure, shapes and dtypes."""
+    if jax.tree.structure(restored) != jax.tree.structure(template):
+        raise ValueError("the saved state has a different structure")
+    for path, (a, b) in zip(jax.tree_util.tree_flatten_with_path(template)[0],
+                            zip(jax.tree.leaves(restored), jax.tree.leaves(template))):
+        if np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype:
+            raise ValueError(f"{jax.tree_util.keystr(path[0])} is saved as {np.shape(a)} "
+                             f"{np.asarray(a).dtype}, the model wants {np.shape(b)} {np.asarray(b).dtype}")
+
+
 class Checkpointer:
     """Saves and restores train states under `directory` (steps as subfolders); keeps the last `keep`."""
 
@@ -33,7 +44,9 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), jax.device_get(template))
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            _check_same_layout(restored, abstract)
+            return restored
         except Exception as e:  # orbax raises many types for truncated files, mismatched trees, bad metadata
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise CheckpointError(
