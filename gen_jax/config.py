@@ -30,12 +30,21 @@ def base_config() -> ml_collections.ConfigDict:
         eval_every=0,         # 0: evaluate at the end only
         progress=True,        # show a progress bar
     ))
-    config.eval = ml_collections.ConfigDict(dict(batch_size=500))
+    config.eval = ml_collections.ConfigDict(dict(
+        batch_size=500,
+        classifier_dir="",    # a `python -m gen_jax.classifier` folder: each eval also scores samples in its space
+        num_samples=0,        # samples scored at eval (0: as many as test images)
+        best_metric="",       # an eval result (e.g. 'fid'): also keep the best checkpoint by it in WORKDIR/best
+        best_mode="min",      # min | max: whether a lower or a higher best_metric is better
+    ))
     return config
 
 
 def optimizer_config(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collections.ConfigDict:
-    """One optimizer's settings: name (adam | adamw | rmsprop | sgd), learning rate, moments, decay, clipping."""
+    """One optimizer's settings: name (adam | adamw | rmsprop | sgd), learning rate, moments, decay, clipping.
+
+    For rmsprop, b2 is the squared-gradient smoothing constant (PyTorch's alpha, 0.99 there).
+    """
     return ml_collections.ConfigDict(dict(name="adam", learning_rate=learning_rate, b1=b1, b2=b2,
                                           weight_decay=0.0, grad_clip_norm=0.0))
 
@@ -48,6 +57,69 @@ def vae_config() -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict(dict(beta=1.0, likelihood="bernoulli"))
     config.optim = optimizer_config(1e-3)
     config.eval.iwae_samples = 0  # >0: also estimate the test NLL with that many importance samples
+    config.eval.iwae_images = 0   # test images the IWAE estimate uses (0: all)
+    config.lock()
+    return config
+
+
+def autoencoder_config() -> ml_collections.ConfigDict:
+    """The deterministic autoencoders (vanilla, sparse, denoising): the seed's 128-unit MLP, 32-d ReLU code.
+
+    loss.sparsity ('none' | 'kl' | 'l1') and loss.corruption ('none' | 'gaussian' | 'masking') pick the
+    variant; model.name is mlp_autoencoder or conv_autoencoder.
+    """
+    config = base_config()
+    config.task = "autoencoder"
+    config.model = ml_collections.ConfigDict(dict(name="mlp_autoencoder", code_dim=32, hidden_dims=(128,),
+                                                  code_activation="relu"))
+    config.loss = ml_collections.ConfigDict(dict(
+        reconstruction="mse",   # mse (the seed's criterion) | bce, per pixel
+        sparsity="none",        # none | kl (seed; needs code_activation='sigmoid') | l1
+        sparsity_target=0.05,
+        sparsity_weight=0.1,
+        corruption="none",      # none | gaussian (seed's add_noise) | masking
+        noise_factor=0.3,
+        mask_rate=0.25,
+    ))
+    config.optim = optimizer_config(1e-3)
+    config.lock()
+    return config
+
+
+def gan_config() -> ml_collections.ConfigDict:
+    """The GAN family: the seed's MLP GAN (BCE, non-saturating generator loss) on digits, Adam 2e-4 for both.
+
+    generator / discriminator: a model name from `gen_jax.models` plus its options (replace the whole section
+    to switch architecture). gan: the objective and each stabilisation switch (`steps.make_gan_step`).
+    optim_g / optim_d: one optimizer each (two-time-scale updates: give them different learning rates).
+    data.batch_size is n_critic times the per-update minibatch: each critic update sees its own real rows.
+    """
+    config = base_config()
+    config.task = "gan"
+    config.data.batch_size = 64
+    config.generator = ml_collections.ConfigDict(dict(name="mlp_generator", latent_dim=100,
+                                                      hidden_dims=(128, 256, 512), batch_norm=False, bn_eps=0.8))
+    config.discriminator = ml_collections.ConfigDict(dict(
+        name="mlp_discriminator", hidden_dims=(512, 256, 128), dropout=0.0, conditioning="concat",
+        spectral_norm=False,          # spectral normalisation of every layer (Miyato et al. 2018)
+        minibatch_discrimination=0,   # >0: that many minibatch-discrimination kernels (Salimans et al. 2016)
+        minibatch_stddev=0,           # >0: minibatch standard deviation over groups of that size (Karras et al.)
+    ))
+    config.gan = ml_collections.ConfigDict(dict(
+        loss="bce",                 # bce | lsgan | hinge | wasserstein
+        saturating=False,           # bce only: minimax log(1 - D(G(z))) generator loss
+        conditional=False,          # condition both networks on the class label
+        n_critic=1,                 # discriminator updates per generator update
+        clip_value=0.0,             # >0: WGAN weight clipping of the critic
+        gp_weight=0.0,              # >0: WGAN-GP gradient penalty weight
+        real_label=1.0,             # <1: one-sided label smoothing (0.9)
+        feature_matching=False,     # generator matches mean discriminator features
+        historical_averaging=0.0,   # >0: weight of the historical-averaging penalty (both networks)
+        ema_decay=0.999,            # EMA of generator weights for sampling/eval (0: off)
+    ))
+    config.optim_g = optimizer_config(2e-4)
+    config.optim_d = optimizer_config(2e-4)
+    config.eval.num_samples = 0     # generated images scored at eval (0: as many as test images)
     config.lock()
     return config
 

@@ -31,6 +31,34 @@ def save_grid(path: str, images: np.ndarray, *, ncols: int = 8, min_cell: int = 
     return path
 
 
+def save_animation(frame_paths: list[str], out_path: str, *, duration_ms: int = 400) -> str | None:
+    """Writes PNG frames (e.g. one fixed-noise grid per step) as a looping animated GIF; None if < 2 frames."""
+    from PIL import Image
+    if len(frame_paths) < 2:
+        return None
+    frames = [Image.open(path).convert("RGB") for path in frame_paths]
+    frames[0].save(out_path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return out_path
+
+
+def animate_grids(samples_dir: str) -> list[str]:
+    """One GIF per picture name from the grids `NAME_STEP.png` in `samples_dir` (step order): NAME.gif.
+
+    Shows how a fixed-noise sample grid evolves over training.
+    """
+    if not os.path.isdir(samples_dir):
+        return []
+    series: dict[str, list[tuple[int, str]]] = {}
+    for file in os.listdir(samples_dir):
+        stem, ext = os.path.splitext(file)
+        name, _, step = stem.rpartition("_")
+        if ext == ".png" and name and step.isdigit():
+            series.setdefault(name, []).append((int(step), os.path.join(samples_dir, file)))
+    written = [save_animation([p for _, p in sorted(frames)], os.path.join(samples_dir, f"{name}.gif"))
+               for name, frames in sorted(series.items())]
+    return [path for path in written if path]
+
+
 def plot_curves(metrics_path: str, out_path: str) -> str | None:
     """Plots every training metric in a metrics.jsonl against step (one panel each) as a PNG."""
     import matplotlib

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from gen_jax import config as config_lib
 from gen_jax import data, images, tasks
+from gen_jax import evaluate as evaluation
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.parallel import replicate, unreplicate
 
@@ -95,9 +96,13 @@ def _write_pictures(task, state, dataset, key, workdir: str, step: int) -> None:
         images.save_grid(os.path.join(workdir, "samples", f"{name}_{step:06d}.png"), np.asarray(pics))
 
 
-def _evaluate(task, state, dataset, key, workdir: str, step: int) -> dict:
+def _evaluate(task, state, dataset, key, workdir: str, step: int, scorer=None, best=None) -> dict:
     results = task.evaluate(state, dataset, key)
+    if scorer is not None:  # sample quality in a classifier's space (eval.classifier_dir)
+        results = {**results, **scorer(state, key)}
     _write_jsonl(os.path.join(workdir, "metrics.jsonl"), {"step": step, **{f"eval/{k}": v for k, v in results.items()}})
+    if best is not None:  # keep the best checkpoint by eval.best_metric
+        best.update(step, state, results)
     return results
 
 
@@ -115,6 +120,7 @@ def train(config, workdir: str) -> dict:
     num_train = len(dataset.train_images)
     local_batch = data.check_batching(num_train, config.data.batch_size, num_devices)
     task = tasks.build(config, dataset)
+    scorer, best = evaluation.sample_scorer(config, dataset, task), evaluation.best_checkpoint(config, workdir)
 
     root = jax.random.key(config.seed)  # one stream per purpose
     init_key, train_key, picture_key, eval_key = (jax.random.fold_in(root, i) for i in range(4))
@@ -166,7 +172,7 @@ def train(config, workdir: str) -> dict:
             if step % train_cfg.checkpoint_every == 0:
                 checkpointer.save(step, unreplicate(state_r))
             if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
-                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step)
+                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best)
         state = jax.device_get(unreplicate(state_r))
         checkpointer.save(step, state)
         summary["interrupted"] = stop.signum
@@ -174,11 +180,12 @@ def train(config, workdir: str) -> dict:
     summary["step"] = step
     if stop.signum is None:
         _write_pictures(task, state, dataset, picture_key, workdir, step)
-        results = _evaluate(task, state, dataset, eval_key, workdir, step)
+        results = _evaluate(task, state, dataset, eval_key, workdir, step, scorer, best)
         summary["eval"] = results
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             json.dump({"step": step, "data": config.data.source, **results}, f, indent=2)
         images.plot_curves(metrics_path, os.path.join(workdir, "curves.png"))
+        images.animate_grids(os.path.join(workdir, "samples"))  # samples/NAME.gif: each grid over training
     checkpointer.close()
     return summary
 

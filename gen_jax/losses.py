@@ -10,6 +10,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gen_jax.parallel import local_rows
+
 
 def _sum_per_example(x: jax.Array) -> jax.Array:
     return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
@@ -35,10 +37,33 @@ def squared_error(*, predictions: jax.Array, targets: jax.Array) -> jax.Array:
     return _sum_per_example((predictions - targets) ** 2)
 
 
+def reconstruction_error(*, logits: jax.Array, targets: jax.Array, kind: str = "mse") -> jax.Array:
+    """A deterministic autoencoder's reconstruction error per example [B], averaged over pixels.
+
+    'mse': squared error of sigmoid(logits), the seed's nn.MSELoss criterion; 'bce': Bernoulli NLL per pixel.
+    """
+    pixels = targets[0].size
+    if kind == "mse":
+        return squared_error(predictions=jax.nn.sigmoid(logits), targets=targets) / pixels
+    if kind == "bce":
+        return bernoulli_nll(logits=logits, targets=targets) / pixels
+    raise ValueError(f"reconstruction must be 'mse' or 'bce', got {kind!r}")
+
+
 # ----------------------------------------------------------------------------- VAE
 def gaussian_kl(*, mean: jax.Array, logvar: jax.Array) -> jax.Array:
     """KL(N(mean, exp(logvar)) || N(0, I)) per example [B], closed form (Kingma & Welling 2014, app. B)."""
     return -0.5 * jnp.sum(1.0 + logvar - mean**2 - jnp.exp(logvar), axis=-1)
+
+
+def gaussian_log_prob(*, samples: jax.Array, mean: jax.Array | float = 0.0,
+                      logvar: jax.Array | float = 0.0) -> jax.Array:
+    """log N(samples; mean, diag(exp(logvar))) summed over the last axis: [..., D] -> [...].
+
+    The prior (mean=0, logvar=0) and posterior densities of an importance-weighted bound (Burda et al. 2016).
+    """
+    z = (samples - mean) ** 2 * jnp.exp(-logvar)
+    return -0.5 * jnp.sum(z + logvar + math.log(2 * math.pi), axis=-1)
 
 
 def reparameterize(mean: jax.Array, logvar: jax.Array, eps: jax.Array) -> jax.Array:
@@ -63,15 +88,24 @@ def vae_terms(*, decoded: jax.Array, targets: jax.Array, mean: jax.Array, logvar
 
 
 # ----------------------------------------------------------------------------- sparsity
+def bernoulli_kl(*, target: float, rho_hat: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """KL(Bernoulli(target) || Bernoulli(rho_hat)) per unit (Ng 2011, "Sparse autoencoder" notes).
+
+    rho_hat is clipped to [eps, 1 - eps] so a dead (0) or saturated (1) unit gives a large finite penalty
+    instead of the seed formula's inf/NaN. `target` must lie in (0, 1).
+    """
+    rho_hat = jnp.clip(rho_hat, eps, 1.0 - eps)
+    return target * jnp.log(target / rho_hat) + (1 - target) * jnp.log((1 - target) / (1 - rho_hat))
+
+
 def sparsity_kl(*, activations: jax.Array, target: float, eps: float = 1e-6) -> jax.Array:
     """Sum over units of KL(Bernoulli(target) || Bernoulli(rho_hat)), rho_hat = batch-mean activation.
 
-    The seed's formula, with rho_hat clipped to [eps, 1 - eps] so a dead (0) or saturated (1) unit gives a
-    large finite penalty instead of inf/NaN. A batch statistic: returns a scalar, not per example.
+    The seed's sparse_loss (without its weight), made safe by `bernoulli_kl`'s clipping. A batch statistic:
+    returns a scalar, not per example (a parallel step averages rho_hat over devices and calls
+    `bernoulli_kl` itself, so N devices give the global batch's penalty).
     """
-    rho_hat = jnp.clip(jnp.mean(activations, axis=0), eps, 1.0 - eps)
-    kl = target * jnp.log(target / rho_hat) + (1 - target) * jnp.log((1 - target) / (1 - rho_hat))
-    return jnp.sum(kl)
+    return jnp.sum(bernoulli_kl(target=target, rho_hat=jnp.mean(activations, axis=0), eps=eps))
 
 
 def l1_activity(*, activations: jax.Array) -> jax.Array:
@@ -130,13 +164,16 @@ def generator_loss(*, fake_logits: jax.Array, kind: str = "bce", saturating: boo
     raise ValueError(f"unknown GAN loss {kind!r}: use bce, lsgan, hinge or wasserstein")
 
 
-def gradient_penalty(critic_fn, *, real: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
+def gradient_penalty(critic_fn, *, real: jax.Array, fake: jax.Array, key: jax.Array,
+                     axis_name: str | None = None) -> jax.Array:
     """WGAN-GP penalty per example [B]: (||grad_x critic(x_hat)||_2 - 1)^2 on random interpolates.
 
     x_hat = e * real + (1 - e) * fake with e ~ U[0, 1] per example (Gulrajani et al. 2017). `critic_fn`
-    maps a batch of images to logits [B] or [B, 1].
+    maps a batch of images to logits [B] or [B, 1]. Under a device axis `axis_name`, e is this device's rows
+    of the global batch's draw (`parallel.local_rows`), so N devices use the interpolates one device would.
     """
-    e = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+    e = local_rows(lambda k, s: jax.random.uniform(k, s, real.dtype), key,
+                   (real.shape[0],) + (1,) * (real.ndim - 1), axis_name)
     interpolates = e * real + (1.0 - e) * fake
     grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(interpolates)
     norms = jnp.sqrt(_sum_per_example(grads**2) + 1e-12)
@@ -146,3 +183,12 @@ def gradient_penalty(critic_fn, *, real: jax.Array, fake: jax.Array, key: jax.Ar
 def feature_matching(*, real_features: jax.Array, fake_features: jax.Array) -> jax.Array:
     """||E f(x) - E f(G(z))||^2 over a discriminator layer's features (Salimans et al. 2016). Scalar."""
     return jnp.sum((jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)) ** 2)
+
+
+def historical_averaging(*, params, averages) -> jax.Array:
+    """||theta - (1/t) sum_i theta_i||^2 summed over all parameters (Salimans et al. 2016, sec. 3.3). Scalar.
+
+    `averages` is the running mean of past parameter values (same tree as `params`); it carries no gradient.
+    """
+    sq = jax.tree.map(lambda p, a: jnp.sum((p - jax.lax.stop_gradient(a)) ** 2), params, averages)
+    return sum(jax.tree.leaves(sq), jnp.zeros(()))

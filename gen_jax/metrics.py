@@ -206,17 +206,20 @@ class ClassHistogram(NamedTuple):
     """Mode coverage of samples from their predicted classes."""
 
     counts: jax.Array  # [C] samples per predicted class
-    num_covered: jax.Array  # scalar int: classes predicted at least once
+    num_covered: jax.Array  # scalar int: classes predicted more than min_share of a uniform share (0: at least once)
     kl_to_uniform: jax.Array  # KL(class frequencies || uniform): 0 when balanced, log C when one class
 
 
 @functools.partial(jax.jit, static_argnames="num_classes")
-def class_histogram(predictions: jax.Array, *, num_classes: int | None = None) -> ClassHistogram:
+def class_histogram(predictions: jax.Array, *, num_classes: int | None = None,
+                    min_share: float = 0.0) -> ClassHistogram:
     """Modes covered and KL(class histogram || uniform), the mode-collapse measure of Metz et al. 2017.
 
     Args:
       predictions: [N, C] class probabilities or logits (their argmax is the class), or [N] integer labels.
       num_classes: C, needed for integer labels only; probabilities fix it by their last axis.
+      min_share: a class counts as covered when it holds more than min_share * N / C samples (0: at least
+        one). With a classifier's predictions, 0.1 keeps its few errors from counting as modes.
 
     Returns:
       A `ClassHistogram`.
@@ -229,7 +232,8 @@ def class_histogram(predictions: jax.Array, *, num_classes: int | None = None) -
         labels = predictions
     counts = jnp.bincount(labels, length=num_classes)
     freq = counts / labels.shape[0]
-    return ClassHistogram(counts, jnp.sum(counts > 0), jnp.sum(xlogy(freq, freq * num_classes)))
+    covered = jnp.sum(counts > min_share * labels.shape[0] / num_classes)
+    return ClassHistogram(counts, covered, jnp.sum(xlogy(freq, freq * num_classes)))
 
 
 # ----------------------------------------------------------------------------- k-NN metrics

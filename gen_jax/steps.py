@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from gen_jax import data, vae
+from gen_jax import corruption as corruption_lib
+from gen_jax import data, gan, losses, vae
+from gen_jax.models.gan import with_axis
 from gen_jax.parallel import local_rows, pmean
 
 
 def make_vae_step(model, *, beta: float = 1.0, likelihood: str = "bernoulli", binarize: bool = False,
-                  axis_name: str | None = "batch"):
+                  conditional: bool = False, axis_name: str | None = "batch"):
     """The (beta-)VAE step: minimise mean(recon NLL + beta * KL) over the batch, one posterior sample each.
 
     Args:
@@ -24,13 +27,14 @@ def make_vae_step(model, *, beta: float = 1.0, likelihood: str = "bernoulli", bi
       beta: weight of the KL term (1 gives the ELBO; Higgins et al. 2017 for beta != 1).
       likelihood: 'bernoulli' (decoder logits, data in [0, 1]) or 'gaussian' (unit variance).
       binarize: dynamically binarise the batch (fresh Bernoulli draw each step).
+      conditional: the model is a `ConditionalVAE`; batch["label"] conditions encoder and decoder.
       axis_name: the device axis to average over, or None when not mapped.
     Returns:
       step(state: TrainState, batch, key) -> (state, metrics) with metrics loss, recon, kl, neg_elbo.
     """
 
-    def loss_fn(params, x, eps):
-        recon, kl = vae.loss_terms(model, params, x, eps, likelihood=likelihood)
+    def loss_fn(params, x, eps, labels):
+        recon, kl = vae.loss_terms(model, params, x, eps, likelihood=likelihood, labels=labels)
         loss = jnp.mean(recon + beta * kl)
         return loss, {"loss": loss, "recon": recon.mean(), "kl": kl.mean(), "neg_elbo": (recon + kl).mean()}
 
@@ -40,7 +44,191 @@ def make_vae_step(model, *, beta: float = 1.0, likelihood: str = "bernoulli", bi
         uniform = local_rows(jax.random.uniform, binarize_key, images.shape, axis_name) if binarize else None
         x = data.preprocess(images, uniform=uniform)
         eps = local_rows(jax.random.normal, eps_key, (x.shape[0], model.latent_dim), axis_name)
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, eps)
+        labels = batch["label"] if conditional else None
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, eps, labels)
         return state.apply_gradients(pmean(grads, axis_name)), pmean(metrics, axis_name)
+
+    return step
+
+
+def make_autoencoder_step(model, *, reconstruction: str = "mse", sparsity: str = "none",
+                          sparsity_target: float = 0.05, sparsity_weight: float = 0.1, corruption: str = "none",
+                          noise_factor: float = 0.3, mask_rate: float = 0.25, axis_name: str | None = "batch"):
+    """One step for the vanilla, sparse and denoising autoencoders: they differ only in these options.
+
+    Args:
+      model: a `gen_jax.models.autoencoders.Autoencoder` (`__call__(x) -> (logits, code)`).
+      reconstruction: 'mse' (the seed's criterion) or 'bce', both per pixel (`losses.reconstruction_error`).
+      sparsity: 'none'; 'kl' (the seed's penalty: sparsity_weight * sum_j KL(target || rho_hat_j), rho_hat
+        the mean code over the *global* batch: averaged over devices, so N devices equal one; needs codes
+        in (0, 1), i.e. a sigmoid code) or 'l1' (sparsity_weight * mean_b sum_j |code_bj|).
+      corruption: 'none', 'gaussian' or 'masking' (`gen_jax.corruption.corrupt`): the model sees the
+        corrupted batch and is scored against the clean one (denoising, Vincent et al. 2008).
+      axis_name: the device axis to average over, or None when not mapped.
+    Returns:
+      step(state, batch, key) -> (state, metrics): loss, recon, mse (clean-target pixel MSE), and for a
+      sparse model sparsity (the penalty) and mean_activation (mean over units of rho_hat, to set against
+      the target).
+    """
+    if sparsity not in ("none", "kl", "l1"):
+        raise ValueError(f"sparsity must be 'none', 'kl' or 'l1', got {sparsity!r}")
+
+    def loss_fn(params, inputs, targets):
+        logits, code = model.apply({"params": params}, inputs)
+        recon = losses.reconstruction_error(logits=logits, targets=targets, kind=reconstruction).mean()
+        rho_hat = pmean(jnp.mean(code, axis=0), axis_name)  # batch statistic over the global batch
+        if sparsity == "kl":
+            penalty = jnp.sum(losses.bernoulli_kl(target=sparsity_target, rho_hat=rho_hat))
+        elif sparsity == "l1":
+            penalty = losses.l1_activity(activations=code).mean()
+        else:
+            penalty = jnp.zeros(())
+        loss = recon + sparsity_weight * penalty
+        metrics = {"loss": loss, "recon": recon, "mse": jnp.mean((jax.nn.sigmoid(logits) - targets) ** 2)}
+        if sparsity != "none":
+            metrics.update(sparsity=penalty, mean_activation=jnp.mean(rho_hat))
+        return loss, metrics
+
+    def step(state, batch, key):
+        images = batch["image"]
+        inputs = corruption_lib.corrupt(key, images, kind=corruption, noise_factor=noise_factor,
+                                        mask_rate=mask_rate, axis_name=axis_name)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, inputs, images)
+        return state.apply_gradients(pmean(grads, axis_name)), pmean(metrics, axis_name)
+
+    return step
+
+
+def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bool = False, n_critic: int = 1,
+                  clip_value: float = 0.0, gp_weight: float = 0.0, real_label: float = 1.0,
+                  feature_matching: bool = False, historical_averaging: float = 0.0, ema_decay: float = 0.999,
+                  axis_name: str | None = "batch"):
+    """The GAN step: `n_critic` discriminator (critic) updates, then one generator update, on a `GANState`.
+
+    Each network has its own optax state and learning rate; both gradients are averaged over devices. Critic
+    update i uses rows i, i + n_critic, ... of the batch (a fresh real minibatch per critic update, as in
+    Arjovsky et al. 2017, Alg. 1: set data.batch_size = n_critic * minibatch; strided rows keep sharded runs
+    equal to one device) and fresh noise; the generator update uses the last of those minibatches. Every noise
+    draw (z, fake labels, dropout, GP interpolates) is cut from the global batch's draw.
+
+    Args:
+      generator, discriminator: modules from `gen_jax.models.gan` (conditional when generator.num_classes).
+      loss: 'bce' (minimax / non-saturating), 'lsgan', 'hinge' or 'wasserstein' (`losses.discriminator_loss`).
+      saturating: for bce, the minimax generator loss log(1 - D(G(z))) instead of -log D(G(z)).
+      n_critic: discriminator updates per generator update.
+      clip_value: >0 clips every discriminator parameter to [-c, c] after each critic update (WGAN).
+      gp_weight: >0 adds gp_weight * gradient penalty on interpolates (WGAN-GP, Gulrajani et al. 2017).
+      real_label: target for real images in bce/lsgan; 0.9 is one-sided label smoothing.
+      feature_matching: the generator minimises ||E f(x) - E f(G(z))||^2 over the discriminator's last hidden
+        features (global-batch means) instead of its adversarial loss (Salimans et al. 2016).
+      historical_averaging: >0 adds that weight times ||theta - running mean of theta||^2 to both losses.
+      ema_decay: decay of the EMA of the generator's params kept for sampling (0: EMA = params), with a
+        warm-up (`gan.ema_decay`).
+      axis_name: the device axis, or None when not mapped.
+    Returns:
+      step(state: GANState, batch, key) -> (state, metrics): d_loss, g_loss (adversarial parts), d_real and
+      d_fake (mean D output: probability for bce, raw score otherwise), gp, w_distance (wasserstein),
+      d_weight_max (largest |parameter| after clipping, when clipping), d_history and g_history (the
+      historical-averaging distances ||theta - mean||^2, when on).
+    """
+    generator, discriminator = with_axis(generator, axis_name), with_axis(discriminator, axis_name)
+    num_classes = generator.num_classes
+    as_output = jax.nn.sigmoid if loss == "bce" else (lambda logits: logits)
+
+    def noise(key, rows):
+        z_key, y_key = jax.random.split(key)
+        z = local_rows(jax.random.normal, z_key, (rows, generator.latent_dim), axis_name)
+        if not num_classes:
+            return z, None
+        return z, local_rows(lambda k, s: jax.random.randint(k, s, 0, num_classes), y_key, (rows,), axis_name)
+
+    def critic_update(state, real, real_y, key):
+        noise_key, real_key, fake_key, gp_key, interp_key = jax.random.split(key, 5)
+        z, fake_y = noise(noise_key, real.shape[0])
+        g, d = state.generator, state.discriminator
+        fake, g_model_state = gan.apply(generator, g.params, g.model_state, z, fake_y, train=True)
+        fake = lax.stop_gradient(fake)
+
+        def loss_fn(params):
+            (real_logits, _), ms = gan.apply(discriminator, params, d.model_state, real, real_y, train=True,
+                                             rngs={"dropout": real_key})
+            (fake_logits, _), ms = gan.apply(discriminator, params, ms, fake, fake_y, train=True,
+                                             rngs={"dropout": fake_key})
+            adv = jnp.mean(losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits, kind=loss,
+                                                     real_label=real_label))
+            metrics = {"d_loss": adv, "d_real": jnp.mean(as_output(real_logits)),
+                       "d_fake": jnp.mean(as_output(fake_logits))}
+            total = adv
+            if loss == "wasserstein":
+                metrics["w_distance"] = jnp.mean(real_logits) - jnp.mean(fake_logits)
+            if gp_weight:
+                def critic(x):  # interpolates are scored with the real labels
+                    return gan.apply(discriminator, params, ms, x, real_y, train=True, rngs={"dropout": gp_key})[0][0]
+                metrics["gp"] = jnp.mean(losses.gradient_penalty(critic, real=real, fake=fake, key=interp_key,
+                                                                 axis_name=axis_name))
+                total = total + gp_weight * metrics["gp"]
+            if historical_averaging:
+                metrics["d_history"] = losses.historical_averaging(params=params,
+                                                                   averages=state.averages["discriminator"])
+                total = total + historical_averaging * metrics["d_history"]
+            return total, (ms, metrics)
+
+        grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
+        d = d.apply_gradients(pmean(grads, axis_name), model_state=model_state)
+        if clip_value:
+            d = d.replace(params=jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), d.params))
+            metrics["d_weight_max"] = jnp.max(jnp.stack([jnp.max(jnp.abs(p)) for p in jax.tree.leaves(d.params)]))
+        averages = state.averages
+        if historical_averaging:
+            averages = {**averages, "discriminator": gan.running_mean(averages["discriminator"], d.params, d.step)}
+        return state.replace(generator=g.replace(model_state=g_model_state), discriminator=d,
+                             averages=averages), metrics
+
+    def generator_update(state, real, real_y, key):
+        noise_key, fake_key, real_key = jax.random.split(key, 3)
+        z, fake_y = noise(noise_key, real.shape[0])
+        g, d = state.generator, state.discriminator
+
+        def loss_fn(params):
+            fake, g_model_state = gan.apply(generator, params, g.model_state, z, fake_y, train=True)
+            (fake_logits, fake_features), _ = gan.apply(discriminator, d.params, d.model_state, fake, fake_y,
+                                                        train=True, rngs={"dropout": fake_key})
+            if feature_matching:
+                (_, real_features), _ = gan.apply(discriminator, d.params, d.model_state, real, real_y, train=True,
+                                                  rngs={"dropout": real_key})
+                adv = losses.feature_matching(  # means over the global batch
+                    real_features=pmean(jnp.mean(real_features, axis=0, keepdims=True), axis_name),
+                    fake_features=pmean(jnp.mean(fake_features, axis=0, keepdims=True), axis_name))
+            else:
+                adv = jnp.mean(losses.generator_loss(fake_logits=fake_logits, kind=loss, saturating=saturating))
+            metrics = {"g_loss": adv}
+            if historical_averaging:
+                metrics["g_history"] = losses.historical_averaging(params=params, averages=state.averages["generator"])
+                adv = adv + historical_averaging * metrics["g_history"]
+            return adv, (g_model_state, metrics)
+
+        grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
+        g = g.apply_gradients(pmean(grads, axis_name), model_state=model_state)
+        averages = state.averages
+        if historical_averaging:
+            averages = {**averages, "generator": gan.running_mean(averages["generator"], g.params, g.step)}
+        return state.replace(generator=g, ema_params=gan.ema_update(state.ema_params, g.params, ema_decay, g.step),
+                             averages=averages), metrics
+
+    def step(state, batch, key):
+        images = data.preprocess(batch["image"], value_range="-11")
+        labels = batch["label"] if num_classes else None
+        if images.shape[0] % n_critic:
+            raise ValueError(f"per-device batch {images.shape[0]} is not divisible by n_critic={n_critic}")
+        critic_metrics = []
+        for i in range(n_critic):  # unrolled: n_critic is small, and convs inside scan are slow on XLA:CPU
+            real, real_y = images[i::n_critic], None if labels is None else labels[i::n_critic]
+            state, metrics = critic_update(state, real, real_y, jax.random.fold_in(key, i))
+            critic_metrics.append(metrics)
+        metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *critic_metrics)
+        if clip_value:
+            metrics["d_weight_max"] = jnp.max(jnp.stack([m["d_weight_max"] for m in critic_metrics]))
+        state, g_metrics = generator_update(state, real, real_y, jax.random.fold_in(key, n_critic))
+        return state, pmean({**metrics, **g_metrics}, axis_name)
 
     return step

@@ -37,3 +37,29 @@ class TrainState(struct.PyTreeNode):
         return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
                             opt_state=opt_state,
                             model_state=self.model_state if model_state is None else model_state)
+
+
+class GANState(struct.PyTreeNode):
+    """A GAN: generator and discriminator, each a TrainState with its own optimizer and optax state.
+
+    ema_params: exponential moving average of the generator's params (used for sampling and evaluation; with
+      decay 0 it equals the params). averages: running means of both networks' params for historical
+      averaging ({'generator': ..., 'discriminator': ...}), or None when that penalty is off.
+    Spectral norm's power-iteration vectors live in the discriminator's model_state ('spectral' collection).
+    """
+
+    generator: TrainState
+    discriminator: TrainState
+    ema_params: Any
+    averages: Any = None
+
+    @property
+    def step(self) -> jax.Array:
+        """Generator updates so far."""
+        return self.generator.step
+
+    @classmethod
+    def create(cls, *, generator: TrainState, discriminator: TrainState, historical_averaging: bool = False):
+        averages = ({"generator": generator.params, "discriminator": discriminator.params}
+                    if historical_averaging else None)
+        return cls(generator=generator, discriminator=discriminator, ema_params=generator.params, averages=averages)

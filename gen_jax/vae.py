@@ -1,7 +1,8 @@
 """What a trained VAE is for: encode, decode, reconstruct, sample, interpolate, score. Pure functions.
 
 Each takes the module and its params first, so `jax.jit(functools.partial(vae.sample, model))` works;
-images are float32 NHWC in [0, 1] (Bernoulli means), keys are explicit.
+images are float32 NHWC in [0, 1] (Bernoulli means), keys are explicit. For a conditional VAE
+(`models.autoencoders.ConditionalVAE`) pass int labels [B] as `labels=`; unconditional models take none.
 """
 from __future__ import annotations
 
@@ -11,25 +12,30 @@ import jax.numpy as jnp
 from gen_jax import losses
 
 
-def encode(model, params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _labels(labels) -> tuple:
+    """Extra positional arguments for a conditional model's methods: (labels,) or ()."""
+    return () if labels is None else (labels,)
+
+
+def encode(model, params, images: jax.Array, *, labels=None) -> tuple[jax.Array, jax.Array]:
     """Posterior parameters (mean, logvar), each [B, latent_dim]."""
-    return model.apply({"params": params}, images, method=model.encode)
+    return model.apply({"params": params}, images, *_labels(labels), method=model.encode)
 
 
-def decode(model, params, z: jax.Array) -> jax.Array:
+def decode(model, params, z: jax.Array, *, labels=None) -> jax.Array:
     """Decoder means in [0, 1] for latents z [B, latent_dim]: images [B, H, W, C]."""
-    return jax.nn.sigmoid(model.apply({"params": params}, z, method=model.decode))
+    return jax.nn.sigmoid(model.apply({"params": params}, z, *_labels(labels), method=model.decode))
 
 
-def reconstruct(model, params, images: jax.Array) -> jax.Array:
+def reconstruct(model, params, images: jax.Array, *, labels=None) -> jax.Array:
     """Deterministic reconstruction: decode the posterior mean."""
-    mean, _ = encode(model, params, images)
-    return decode(model, params, mean)
+    mean, _ = encode(model, params, images, labels=labels)
+    return decode(model, params, mean, labels=labels)
 
 
-def sample(model, params, key: jax.Array, num: int) -> jax.Array:
-    """`num` images decoded from prior draws z ~ N(0, I)."""
-    return decode(model, params, jax.random.normal(key, (num, model.latent_dim)))
+def sample(model, params, key: jax.Array, num: int, *, labels=None) -> jax.Array:
+    """`num` images decoded from prior draws z ~ N(0, I) (for a conditional VAE, of classes `labels` [num])."""
+    return decode(model, params, jax.random.normal(key, (num, model.latent_dim)), labels=labels)
 
 
 def interpolate(model, params, start: jax.Array, end: jax.Array, num: int = 8) -> jax.Array:
@@ -45,14 +51,51 @@ def interpolate(model, params, start: jax.Array, end: jax.Array, num: int = 8) -
     return out.reshape(start.shape[0], num, *out.shape[1:])
 
 
-def loss_terms(model, params, images: jax.Array, eps: jax.Array, *, likelihood: str = "bernoulli"):
+def loss_terms(model, params, images: jax.Array, eps: jax.Array, *, likelihood: str = "bernoulli", labels=None):
     """(reconstruction NLL, KL) per example [B] for given standard-normal noise eps [B, latent_dim]."""
-    decoded, mean, logvar = model.apply({"params": params}, images, eps)
+    decoded, mean, logvar = model.apply({"params": params}, images, eps, *_labels(labels))
     return losses.vae_terms(decoded=decoded, targets=images, mean=mean, logvar=logvar, likelihood=likelihood)
 
 
-def negative_elbo(model, params, images: jax.Array, key: jax.Array, *, likelihood: str = "bernoulli"):
+def negative_elbo(model, params, images: jax.Array, key: jax.Array, *, likelihood: str = "bernoulli",
+                  labels=None):
     """Per-example negative ELBO in nats [B], from one posterior sample drawn with `key`."""
     recon, kl = loss_terms(model, params, images, jax.random.normal(key, (images.shape[0], model.latent_dim)),
-                           likelihood=likelihood)
+                           likelihood=likelihood, labels=labels)
     return recon + kl
+
+
+def iwae_nll(model, params, images: jax.Array, key: jax.Array, *, num_samples: int, chunk_size: int = 50,
+             likelihood: str = "bernoulli", labels=None) -> jax.Array:
+    """Importance-weighted estimate of -log p(x) in nats per example [B] (Burda et al. 2016).
+
+    -log (1/k) sum_i p(x, z_i) / q(z_i | x) with z_i ~ q(z | x), i = 1..k. It is an upper bound on the NLL
+    that tightens as k grows (k=1 is the negative ELBO in expectation). The k samples are drawn and decoded
+    `chunk_size` at a time under `lax.scan` with a running log-sum-exp, so memory holds chunk_size * B
+    decoded images whatever k is; k must be a multiple of chunk_size (a smaller k is one chunk).
+    """
+    chunk = min(chunk_size, num_samples)
+    if num_samples % chunk:
+        raise ValueError(f"num_samples ({num_samples}) must be a multiple of chunk_size ({chunk})")
+    mean, logvar = encode(model, params, images, labels=labels)
+    batch = images.shape[0]
+    tiled = lambda x: jnp.broadcast_to(x, (chunk, *x.shape)).reshape(chunk * batch, *x.shape[1:])
+    chunk_labels = None if labels is None else tiled(labels)
+
+    def log_weights(key):  # [chunk, B]
+        z = losses.reparameterize(mean, logvar, jax.random.normal(key, (chunk, *mean.shape)))
+        decoded = model.apply({"params": params}, z.reshape(chunk * batch, -1), *_labels(chunk_labels),
+                              method=model.decode)
+        if likelihood == "bernoulli":
+            nll = losses.bernoulli_nll(logits=decoded, targets=tiled(images))
+        else:
+            nll = losses.gaussian_nll(means=decoded, targets=tiled(images))
+        return (-nll.reshape(chunk, batch) + losses.gaussian_log_prob(samples=z)
+                - losses.gaussian_log_prob(samples=z, mean=mean, logvar=logvar))
+
+    def body(running, key):
+        return jnp.logaddexp(running, jax.nn.logsumexp(log_weights(key), axis=0)), None
+
+    keys = jax.random.split(key, num_samples // chunk)
+    total, _ = jax.lax.scan(body, jnp.full((batch,), -jnp.inf), keys)
+    return jnp.log(num_samples) - total

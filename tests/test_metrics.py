@@ -198,6 +198,10 @@ def test_class_histogram():
                                np.log(10), rtol=1e-6)
     with pytest.raises(UserError, match="num_classes"):
         metrics.class_histogram(labels)
+    # min_share: a class needs more than min_share * N / C samples (here 0.1 * 1000 / 10 = 10) to count
+    stray = np.concatenate([np.repeat([0, 1, 2, 3, 4], 198), [5, 6, 7, 8, 9] * 2])
+    assert int(metrics.class_histogram(stray, num_classes=10).num_covered) == 10
+    assert int(metrics.class_histogram(stray, num_classes=10, min_share=0.1).num_covered) == 5
 
 
 # ----------------------------------------------------------------------------- k-NN metrics

@@ -4,11 +4,19 @@ from __future__ import annotations
 import inspect
 
 from gen_jax.errors import ConfigError
-from gen_jax.models import autoencoders
+from gen_jax.models import autoencoders, gan
 
 FACTORIES = {
+    "mlp_generator": gan.mlp_generator,
+    "dcgan_generator": gan.dcgan_generator,
+    "mlp_discriminator": gan.mlp_discriminator,
+    "dcgan_discriminator": gan.dcgan_discriminator,
     "mlp_vae": autoencoders.mlp_vae,
     "conv_vae": autoencoders.conv_vae,
+    "mlp_cvae": autoencoders.mlp_cvae,
+    "conv_cvae": autoencoders.conv_cvae,
+    "mlp_autoencoder": autoencoders.mlp_autoencoder,
+    "conv_autoencoder": autoencoders.conv_autoencoder,
 }
 
 

@@ -20,15 +20,23 @@ def _flatten(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0], -1)
 
 
+def _with_condition(h: jax.Array, condition: jax.Array | None) -> jax.Array:
+    """Appends a conditioning vector (e.g. a one-hot label [B, K]) to flat features [B, D]."""
+    return h if condition is None else jnp.concatenate([h, condition.astype(h.dtype)], axis=-1)
+
+
 class MLPEncoder(nn.Module):
-    """Flatten, then Dense+ReLU for each hidden width, then a linear layer of `features` outputs."""
+    """Flatten, then Dense+ReLU for each hidden width, then a linear layer of `features` outputs.
+
+    An optional `condition` [B, K] (a conditional model's one-hot label) joins the flattened input.
+    """
 
     hidden_dims: Sequence[int]
     features: int
 
     @nn.compact
-    def __call__(self, x):
-        h = _flatten(x)
+    def __call__(self, x, condition=None):
+        h = _with_condition(_flatten(x), condition)
         for width in self.hidden_dims:
             h = nn.relu(nn.Dense(width)(h))
         return nn.Dense(self.features)(h)
@@ -58,18 +66,21 @@ _HALVING_PADDING = ((1, 1), (1, 1))
 
 
 class ConvEncoder(nn.Module):
-    """Two stride-2 4x4 convs (H -> H/4) with ReLU, then Dense+ReLU(hidden) and a linear `features` head."""
+    """Two stride-2 4x4 convs (H -> H/4) with ReLU, then Dense+ReLU(hidden) and a linear `features` head.
+
+    An optional `condition` [B, K] joins the flattened conv features before the hidden Dense layer.
+    """
 
     channels: Sequence[int] = (32, 64)
     hidden: int = 256
     features: int = 20
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, condition=None):
         h = x
         for c in self.channels:
             h = nn.relu(nn.Conv(c, (4, 4), strides=(2, 2), padding=_HALVING_PADDING)(h))
-        h = nn.relu(nn.Dense(self.hidden)(_flatten(h)))
+        h = nn.relu(nn.Dense(self.hidden)(_with_condition(_flatten(h), condition)))
         return nn.Dense(self.features)(h)
 
 
@@ -127,3 +138,92 @@ def conv_vae(*, image_shape, latent_dim: int = 20, channels: Sequence[int] = (32
     _check_conv_shape(image_shape)
     return VAE(ConvEncoder(tuple(channels), hidden, 2 * latent_dim),
                ConvDecoder(tuple(image_shape), tuple(reversed(channels)), hidden), latent_dim)
+
+
+class ConditionalVAE(VAE):
+    """A VAE whose encoder q(z | x, y) and decoder p(x | z, y) both see the label y (Sohn et al. 2015).
+
+    The label enters as a one-hot vector joined to the encoder's flat features and to z; the encoder and
+    decoder bodies are the unconditional ones. Methods take int labels [B] after the VAE's arguments.
+    """
+
+    num_classes: int = 10
+
+    def _one_hot(self, labels):
+        return jax.nn.one_hot(labels, self.num_classes)
+
+    def encode(self, x, labels):
+        return tuple(jnp.split(self.encoder(x, self._one_hot(labels)), 2, axis=-1))
+
+    def decode(self, z, labels):
+        return self.decoder(_with_condition(z, self._one_hot(labels)))
+
+    def __call__(self, x, eps, labels):
+        mean, logvar = self.encode(x, labels)
+        return self.decode(losses.reparameterize(mean, logvar, eps), labels), mean, logvar
+
+
+def mlp_cvae(*, image_shape, num_classes: int = 10, latent_dim: int = 20,
+             hidden_dims: Sequence[int] = (256, 128)) -> ConditionalVAE:
+    """The seed's MLP VAE, label-conditioned: [x, onehot(y)] -> 256 -> 128 -> (mu, logvar); [z, onehot(y)] -> x."""
+    return ConditionalVAE(MLPEncoder(tuple(hidden_dims), 2 * latent_dim),
+                          MLPDecoder(tuple(reversed(hidden_dims)), tuple(image_shape)), latent_dim, num_classes)
+
+
+def conv_cvae(*, image_shape, num_classes: int = 10, latent_dim: int = 20, channels: Sequence[int] = (32, 64),
+              hidden: int = 256) -> ConditionalVAE:
+    """`conv_vae`, label-conditioned (the label joins the conv features and z)."""
+    _check_conv_shape(image_shape)
+    return ConditionalVAE(ConvEncoder(tuple(channels), hidden, 2 * latent_dim),
+                          ConvDecoder(tuple(image_shape), tuple(reversed(channels)), hidden), latent_dim,
+                          num_classes)
+
+
+# ----------------------------------------------------------------------------- deterministic autoencoders
+_CODE_ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid, "linear": lambda h: h}
+
+
+class Autoencoder(nn.Module):
+    """A deterministic autoencoder: code = activation(encoder(x)), decoder(code) -> image logits.
+
+    The seed's vanilla, sparse and denoising autoencoders are this module; they differ only in the train
+    step (penalty, corruption). `code_activation` is 'relu' (seed), 'sigmoid' (codes in (0, 1), as the
+    KL sparsity penalty needs) or 'linear'. `__call__(x)` returns (logits [B, H, W, C], code [B, code_dim]).
+    """
+
+    encoder: nn.Module
+    decoder: nn.Module
+    code_dim: int
+    code_activation: str = "relu"
+
+    def encode(self, x):
+        return _CODE_ACTIVATIONS[self.code_activation](self.encoder(x))
+
+    def decode(self, code):
+        return self.decoder(code)
+
+    def __call__(self, x):
+        code = self.encode(x)
+        return self.decode(code), code
+
+
+def _check_activation(code_activation: str) -> None:
+    if code_activation not in _CODE_ACTIVATIONS:
+        raise ConfigError(f"code_activation must be one of {', '.join(_CODE_ACTIVATIONS)}, got {code_activation!r}")
+
+
+def mlp_autoencoder(*, image_shape, code_dim: int = 32, hidden_dims: Sequence[int] = (128,),
+                    code_activation: str = "relu") -> Autoencoder:
+    """The seed's SimpleAutoencoder: input -> 128 -> code (ReLU) -> 128 -> input (sigmoid of the logits)."""
+    _check_activation(code_activation)
+    return Autoencoder(MLPEncoder(tuple(hidden_dims), code_dim),
+                       MLPDecoder(tuple(reversed(hidden_dims)), tuple(image_shape)), code_dim, code_activation)
+
+
+def conv_autoencoder(*, image_shape, code_dim: int = 32, channels: Sequence[int] = (32, 64), hidden: int = 256,
+                     code_activation: str = "relu") -> Autoencoder:
+    """A convolutional autoencoder on the conv VAE's bodies: two stride-2 convs down, two transposed up."""
+    _check_activation(code_activation)
+    _check_conv_shape(image_shape)
+    return Autoencoder(ConvEncoder(tuple(channels), hidden, code_dim),
+                       ConvDecoder(tuple(image_shape), tuple(reversed(channels)), hidden), code_dim, code_activation)

@@ -1,0 +1,281 @@
+"""Autoencoder family: sparsity penalties, corruptions, models, the one AE step, CVAE, IWAE, and that each
+config learns on the bundled digits through the one train loop.
+
+Learning thresholds come from the mean-image predictor on digits' test split (a model that ignores its
+input): per-pixel MSE 0.0744 and Bernoulli NLL 27.14 nats (computed in `baselines`, not hard-coded).
+"""
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gen_jax import config as config_lib
+from gen_jax import corruption, data, losses, loop, models, steps, tasks, vae
+from gen_jax.models import autoencoders
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # configs/ is importable from the repo root
+
+
+# ------------------------------------------------------------------------------------------ numpy references
+def np_bernoulli_kl(target, rho, eps=1e-6):
+    rho = np.clip(rho, eps, 1 - eps)
+    return target * np.log(target / rho) + (1 - target) * np.log((1 - target) / (1 - rho))
+
+
+def test_sparsity_kl_matches_seed_formula_inside_and_is_finite_at_0_and_1():
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0.01, 0.99, (16, 7)).astype(np.float32)
+    rho = acts.mean(0)
+    seed = np.sum(0.05 * np.log(0.05 / rho) + 0.95 * np.log(0.95 / (1 - rho)))  # the seed's sparse_loss / weight
+    got = jax.jit(functools.partial(losses.sparsity_kl, target=0.05))(activations=jnp.asarray(acts))
+    np.testing.assert_allclose(got, seed, rtol=1e-5)
+    # a dead unit (mean 0) and a saturated one (mean 1): the seed gives inf / nan, ours the clipped value
+    edge = np.stack([np.zeros(8), np.ones(8), np.full(8, 0.05)], axis=1).astype(np.float32)
+    value, grad = jax.value_and_grad(lambda a: losses.sparsity_kl(activations=a, target=0.05))(jnp.asarray(edge))
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(value, np_bernoulli_kl(0.05, edge.mean(0)).sum(), rtol=1e-5)
+    assert value > 10.0  # a large penalty, not a silently small one
+    np.testing.assert_allclose(losses.bernoulli_kl(target=0.05, rho_hat=jnp.float32(0.05)), 0.0, atol=1e-7)
+
+
+def test_l1_activity_matches_numpy_including_zero_and_one():
+    codes = np.array([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32)
+    got = jax.jit(lambda c: losses.l1_activity(activations=c))(jnp.asarray(codes))
+    np.testing.assert_allclose(got, np.abs(codes).sum(1))
+
+
+def test_gaussian_log_prob_matches_numpy():
+    rng = np.random.default_rng(1)
+    z, mu, logvar = (rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
+    expected = np.sum(-0.5 * ((z - mu) ** 2 / np.exp(logvar) + logvar + np.log(2 * np.pi)), axis=1)
+    np.testing.assert_allclose(losses.gaussian_log_prob(samples=z, mean=mu, logvar=logvar), expected, rtol=1e-5)
+    np.testing.assert_allclose(losses.gaussian_log_prob(samples=z),
+                               np.sum(-0.5 * (z**2 + np.log(2 * np.pi)), axis=1), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ corruptions
+@pytest.mark.parametrize("kind", ["gaussian", "masking"])
+def test_corruption_range_determinism_and_key_dependence(kind):
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(64, 8, 8, 1)), jnp.float32)
+    fn = jax.jit(functools.partial(corruption.corrupt, kind=kind, noise_factor=0.5, mask_rate=0.3))
+    a, b, c = fn(jax.random.key(1), x), fn(jax.random.key(1), x), fn(jax.random.key(2), x)
+    assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, x)
+
+
+def test_masking_rate_and_gaussian_noise_level():
+    ones = jnp.ones((200, 8, 8, 1))
+    masked = corruption.corrupt(jax.random.key(0), ones, kind="masking", mask_rate=0.3)
+    assert abs(float(jnp.mean(masked == 0)) - 0.3) < 0.01  # 12800 pixels: std of the rate ~0.004
+    gray = jnp.full((200, 8, 8, 1), 0.5)  # far from the clip at 0.1 noise: the std is the noise factor
+    noisy = corruption.corrupt(jax.random.key(0), gray, kind="gaussian", noise_factor=0.1)
+    assert abs(float(jnp.std(noisy - gray)) - 0.1) < 0.005
+    np.testing.assert_array_equal(corruption.corrupt(jax.random.key(0), gray, kind="none"), gray)
+    with pytest.raises(ValueError):
+        corruption.corrupt(jax.random.key(0), gray, kind="salt")
+
+
+def test_psnr_matches_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=(3, 8, 8, 1)), rng.uniform(size=(3, 8, 8, 1))
+    expected = 10 * np.log10(1.0 / ((a - b) ** 2).reshape(3, -1).mean(1))
+    np.testing.assert_allclose(corruption.psnr(jnp.asarray(a), jnp.asarray(b)), expected, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ models
+@pytest.mark.parametrize("name", ["mlp_autoencoder", "conv_autoencoder"])
+def test_autoencoder_shapes_and_code_activation(name):
+    model = models.create(name, image_shape=(8, 8, 1), code_dim=5, code_activation="sigmoid")
+    x = jnp.ones((3, 8, 8, 1))
+    params = model.init(jax.random.key(0), x)
+    logits, code = model.apply(params, x)
+    assert logits.shape == (3, 8, 8, 1) and code.shape == (3, 5)
+    assert float(code.min()) > 0 and float(code.max()) < 1
+
+
+def test_seed_autoencoder_has_the_seed_layer_sizes():
+    model = models.create("mlp_autoencoder", image_shape=(28, 28, 1))
+    params = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))["params"]
+    kernels = [p["kernel"].shape for p in jax.tree.leaves(params, is_leaf=lambda t: "kernel" in t)]
+    assert sorted(kernels) == sorted([(784, 128), (128, 32), (32, 128), (128, 784)])
+
+
+@pytest.mark.parametrize("name", ["mlp_cvae", "conv_cvae"])
+def test_conditional_vae_depends_on_the_label(name):
+    model = models.create(name, image_shape=(8, 8, 1), num_classes=10, latent_dim=4)
+    x, eps = jnp.ones((2, 8, 8, 1)), jnp.zeros((2, 4))
+    params = model.init(jax.random.key(0), x, eps, jnp.zeros((2,), jnp.int32))["params"]
+    out0 = vae.reconstruct(model, params, x, labels=jnp.array([0, 0]))
+    out1 = vae.reconstruct(model, params, x, labels=jnp.array([3, 7]))
+    assert out0.shape == (2, 8, 8, 1) and not np.allclose(out0, out1)
+
+
+# ------------------------------------------------------------------------------------------ the AE step
+def _digits_batch(n=64):
+    ds = data.load("digits")
+    return {"image": jnp.asarray(ds.train_images[:n]), "label": jnp.asarray(ds.train_labels[:n])}
+
+
+def test_autoencoder_step_compiles_once_and_reports_mean_activation():
+    model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_activation="sigmoid")
+    state = tasks.TrainState.create(params=model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"],
+                                    tx=tasks.make_optimizer(config_lib.optimizer_config(1e-3)))
+    step = steps.make_autoencoder_step(model, sparsity="kl", corruption="gaussian", axis_name=None)
+    step = jax.jit(chex.assert_max_traces(step, n=1))
+    batch = _digits_batch()
+    for i in range(3):
+        state, metrics = step(state, batch, jax.random.key(i))
+    assert set(metrics) == {"loss", "recon", "mse", "sparsity", "mean_activation"}
+    assert 0 < float(metrics["mean_activation"]) < 1
+
+
+_TWO_DEVICES = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import jax_utils
+    from gen_jax import config, data, models, steps, tasks
+    model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_activation="sigmoid")
+    state = tasks.TrainState.create(params=model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"],
+                                    tx=tasks.make_optimizer(config.optimizer_config(1e-2)))
+    ds = data.load("digits")
+    batch = {"image": jnp.asarray(ds.train_images[:64]), "label": jnp.asarray(ds.train_labels[:64])}
+    kw = dict(sparsity="kl", sparsity_weight=1.0, corruption="gaussian")
+    one = jax.jit(steps.make_autoencoder_step(model, axis_name=None, **kw))
+    two = jax.pmap(steps.make_autoencoder_step(model, axis_name="batch", **kw), axis_name="batch",
+                   in_axes=(0, 0, None))
+    s1, s2 = state, jax_utils.replicate(state)
+    split = jax.tree.map(lambda x: x.reshape(2, 32, *x.shape[1:]), batch)
+    for i in range(3):
+        s1, m1 = one(s1, batch, jax.random.key(i))
+        s2, m2 = two(s2, split, jax.random.key(i))
+    diff = max(float(jnp.max(jnp.abs(a - b[0]))) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)))
+    print("DIFF", diff, float(m1["mean_activation"]), float(m2["mean_activation"][0]))
+""")
+
+
+def test_two_devices_equal_one_device_with_sparsity_and_corruption():
+    """The sparsity KL uses the global batch's mean activation and the noise is the global draw, so a
+    2-device step equals the 1-device step on the same global batch."""
+    out = subprocess.run([sys.executable, "-c", _TWO_DEVICES], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    _, diff, act1, act2 = out.stdout.split()
+    assert float(diff) < 1e-5 and abs(float(act1) - float(act2)) < 1e-6
+
+
+def test_kl_sparsity_needs_a_sigmoid_code():
+    config = _config("ae")
+    config.loss.sparsity = "kl"
+    with pytest.raises(Exception, match="sigmoid"):
+        tasks.build(config, data.load("digits"))
+
+
+# ------------------------------------------------------------------------------------------ IWAE
+def _tiny_vae():
+    model = models.create("mlp_vae", image_shape=(8, 8, 1), latent_dim=3, hidden_dims=(16,))
+    params = model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)), jnp.zeros((1, 3)))["params"]
+    return model, params
+
+
+def test_iwae_chunking_equals_one_big_log_sum_exp():
+    model, params = _tiny_vae()
+    x = jnp.asarray(data.load("digits").test_images[:5])
+    key = jax.random.key(3)
+    got = vae.iwae_nll(model, params, x, key, num_samples=12, chunk_size=4)
+    mean, logvar = vae.encode(model, params, x)
+    logw = []
+    for k in jax.random.split(key, 3):  # the same draws, written out: [4, B, D] per chunk
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k, (4, *mean.shape))
+        for zi in z:
+            logits = model.apply({"params": params}, zi, method=model.decode)
+            logw.append(-losses.bernoulli_nll(logits=logits, targets=x) + losses.gaussian_log_prob(samples=zi)
+                        - losses.gaussian_log_prob(samples=zi, mean=mean, logvar=logvar))
+    expected = np.log(12) - jax.nn.logsumexp(jnp.stack(logw), axis=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    with pytest.raises(ValueError):
+        vae.iwae_nll(model, params, x, key, num_samples=10, chunk_size=4)
+
+
+# ------------------------------------------------------------------------------------------ learning on digits
+def _config(name, **train):
+    import importlib
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.train.progress = False
+    for k, v in train.items():
+        config.train[k] = v
+    return config
+
+
+@pytest.fixture(scope="module")
+def baselines():
+    """The mean-image predictor on digits' test split: per-pixel MSE and Bernoulli NLL (nats)."""
+    ds = data.load("digits")
+    mean = ds.train_images.mean(0)
+    p = np.clip(mean, 1e-3, 1 - 1e-3)
+    x = ds.test_images
+    return {"mse": float(((x - mean) ** 2).mean()),
+            "nll": float(-(x * np.log(p) + (1 - x) * np.log(1 - p)).sum((1, 2, 3)).mean())}
+
+
+def _train(name, tmp_path, steps, **overrides):
+    config = _config(name, steps=steps, steps_per_call=min(steps, 50) if "conv" not in name else 1,
+                     log_every=steps, sample_every=steps, checkpoint_every=steps)
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        config[section][key] = value
+    return loop.train(config, str(tmp_path / name))["eval"]
+
+
+# name, steps, threshold as a fraction of the mean-image MSE (the AEs reach ~0.05 of it in 3000 steps)
+@pytest.mark.parametrize("name,num_steps,fraction", [
+    ("ae", 400, 0.35), ("sparse_ae", 400, 0.6), ("sparse_ae_l1", 400, 0.35), ("conv_ae", 150, 0.6)])
+def test_autoencoders_learn_on_digits(name, num_steps, fraction, tmp_path, baselines):
+    results = _train(name, tmp_path, num_steps)
+    assert results["recon_mse"] < fraction * baselines["mse"], results
+    if name == "sparse_ae":  # the KL penalty pulls the mean code toward its 0.05 target (init: ~0.5)
+        assert abs(results["mean_activation"] - 0.05) < 0.05, results
+
+
+def test_denoising_autoencoder_raises_psnr(tmp_path, baselines):
+    results = _train("denoising_ae", tmp_path, 400)
+    assert results["recon_mse"] < 0.5 * baselines["mse"], results
+    assert results["psnr_gain"] > 2.0, results  # dB: denoised output is closer to the clean image than input
+
+
+@pytest.fixture(scope="module")
+def trained_vae(tmp_path_factory):
+    config = _config("vae", steps=600, steps_per_call=50, log_every=600, sample_every=600, checkpoint_every=600)
+    workdir = str(tmp_path_factory.mktemp("vae"))
+    return loop.train(config, workdir)["eval"], workdir
+
+
+def test_vae_learns_on_digits(trained_vae, baselines):
+    results, _ = trained_vae
+    assert results["neg_elbo"] < 0.85 * baselines["nll"], results
+
+
+@pytest.mark.parametrize("name,beta", [("beta_vae", 2.0), ("cvae", 1.0)])
+def test_beta_and_conditional_vae_learn_on_digits(name, beta, tmp_path, baselines):
+    results = _train(name, tmp_path, 600, loss__beta=beta)
+    assert results["neg_elbo"] < 0.9 * baselines["nll"], results
+
+
+def test_iwae_bound_is_below_the_elbo_and_tightens_with_k(trained_vae):
+    from gen_jax import applications
+    _, workdir = trained_vae
+    trained = applications.load_trained(workdir)
+    nll = {k: applications.iwae(trained, num_samples=k, chunk_size=min(k, 50))["iwae_nll"] for k in (1, 10, 100)}
+    elbo = applications.iwae(trained, num_samples=1)["neg_elbo"]
+    assert abs(nll[1] - elbo) < 0.5  # k=1 is the ELBO (different draws: a small difference)
+    assert nll[10] <= elbo and nll[100] <= nll[10] + 0.05, (elbo, nll)
+    assert nll[1] - nll[100] > 0.2, (elbo, nll)  # and the bound does move
