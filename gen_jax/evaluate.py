@@ -135,6 +135,8 @@ def generative_metrics(images, labels, classifier: classifier_lib.Classifier, re
         raise UserError(f"reference statistics were computed with {reference.extractor}, not {classifier.name}")
     if len(images) < MIN_SAMPLES:
         raise UserError(f"need at least {MIN_SAMPLES} samples to score, got {len(images)}")
+    if labels is not None and np.shape(labels) != (len(images),):
+        raise UserError(f"labels must be [{len(images)}], got shape {np.shape(labels)}")
     features, probs = classifier.features_and_probs(images, batch_size=batch_size)
     kid_key, is_key = jax.random.split(key)
     kid_mean, kid_std = metrics.kid(features, reference.features, num_subsets=kid_subsets,
@@ -150,9 +152,6 @@ def generative_metrics(images, labels, classifier: classifier_lib.Classifier, re
         "classes_covered": histogram.num_covered, "class_kl": histogram.kl_to_uniform,
     }
     if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (len(images),):
-            raise UserError(f"labels must be [{len(images)}], got shape {labels.shape}")
         results["label_accuracy"] = jnp.mean(jnp.argmax(probs, axis=1) == jnp.asarray(labels))
     results = {k: (int(v) if k == "classes_covered" else float(v)) for k, v in jax.device_get(results).items()}
     return {**results, "class_counts": np.asarray(histogram.counts).tolist(), "extractor": classifier.name,

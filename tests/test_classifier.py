@@ -24,7 +24,7 @@ def digits():
 def trained_dir(tmp_path_factory):
     """A classifier trained and saved through the command line (`python -m gen_jax.classifier`)."""
     workdir = str(tmp_path_factory.mktemp("classifier"))
-    assert classifier.main(["--data=digits", f"--workdir={workdir}", "--epochs=12", "--batch_size=64",
+    assert classifier.main(["--data=digits", f"--workdir={workdir}", "--epochs=8", "--batch_size=64",
                             "--learning_rate=5e-3", f"--options={json.dumps(TINY)}"]) == 0
     return workdir
 
@@ -84,7 +84,10 @@ def test_resnet_for_colour_shapes_and_save_load(tmp_path):
             "image_shape": [32, 32, 3], "num_classes": 7}
     assert spec["arch"] == "resnet"
     module = classifier.build_module(spec["arch"], 7, spec["options"])
-    params = module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    # random parameters of the right shapes, without compiling Flax's initialisers (slow on XLA:CPU)
+    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: (0.1 * rng.standard_normal(s.shape)).astype(s.dtype), shapes)
     model = classifier.Classifier(spec, params)
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     features, probs = model.features_and_probs(images, batch_size=4)

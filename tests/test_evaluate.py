@@ -24,7 +24,7 @@ def digits():
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory, digits):
     directory = str(tmp_path_factory.mktemp("classifier"))
-    model = classifier.train(digits, options=TINY, epochs=12, batch_size=64, learning_rate=5e-3, progress=False)
+    model = classifier.train(digits, options=TINY, epochs=8, batch_size=64, learning_rate=5e-3, progress=False)
     classifier.save(model, directory)
     return directory
 
