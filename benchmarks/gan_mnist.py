@@ -127,7 +127,9 @@ def run_jax(kind, steps, workdir, seed=0, overrides=()):
     config.train.update(steps=steps, log_every=100, sample_every=max(steps // 6, 1), checkpoint_every=steps,
                         progress=False)
     config.eval.num_samples = 1000
-    train(config, workdir)
+    summary = train(config, workdir)
+    if summary["interrupted"] or summary["step"] != steps:
+        raise SystemExit(f"gen_jax {kind} stopped at step {summary['step']} (signal {summary['interrupted']})")
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         speeds = [row["images_per_sec"] for row in map(json.loads, f) if "images_per_sec" in row]
     _, _, task, state, _ = load_run(workdir)

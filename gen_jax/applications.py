@@ -143,7 +143,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels) -> fl
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200))
     probe.fit(flat(train_features), train_labels)
     return float(probe.score(flat(test_features), test_labels))
 

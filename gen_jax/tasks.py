@@ -91,10 +91,11 @@ def vae_task(config, dataset: data.Dataset) -> Task:
         return TrainState.create(params=params["params"], tx=make_optimizer(config.optim))
 
     @jax.jit
-    def _scores(params, images, labels, key):
-        neg_elbo = vae.negative_elbo(model, params, images, key, likelihood=likelihood, labels=cond(labels))
+    def _scores(params, images, labels, key):  # per image: neg-ELBO, reconstruction MSE, KL
+        eps = jax.random.normal(key, (images.shape[0], model.latent_dim))
+        recon, kl = vae.loss_terms(model, params, images, eps, likelihood=likelihood, labels=cond(labels))
         recons = vae.reconstruct(model, params, images, labels=cond(labels))
-        return jnp.stack([neg_elbo, jnp.mean((recons - images) ** 2, axis=(1, 2, 3))], axis=1)
+        return jnp.stack([recon + kl, jnp.mean((recons - images) ** 2, axis=(1, 2, 3)), kl], axis=1)
 
     @jax.jit
     def _iwae(params, images, labels, key):
@@ -109,7 +110,7 @@ def vae_task(config, dataset: data.Dataset) -> Task:
         scores = batched(lambda i, x: _scores(state.params, x, labels[i:i + len(x)], jax.random.fold_in(elbo_key, i)),
                          images, config.eval.batch_size)
         results = {"neg_elbo": float(scores[:, 0].mean()), "recon_mse": float(scores[:, 1].mean()),
-                   "num_test_images": len(images)}
+                   "kl": float(scores[:, 2].mean()), "num_test_images": len(images)}
         if config.eval.iwae_samples > 0:
             n = config.eval.iwae_images or len(images)
             nll = batched(lambda i, x: _iwae(state.params, x, labels[i:i + len(x)], jax.random.fold_in(iwae_key, i)),

@@ -92,9 +92,8 @@ def test_psnr_matches_numpy():
 
 
 # ------------------------------------------------------------------------------------------ models
-@pytest.mark.parametrize("name", ["mlp_autoencoder", "conv_autoencoder"])
-def test_autoencoder_shapes_and_code_activation(name):
-    model = models.create(name, image_shape=(8, 8, 1), code_dim=5, code_activation="sigmoid")
+def test_autoencoder_shapes_and_code_activation():  # (the conv AE is exercised by its learning test)
+    model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_dim=5, code_activation="sigmoid")
     x = jnp.ones((3, 8, 8, 1))
     params = model.init(jax.random.key(0), x)
     logits, code = model.apply(params, x)
@@ -158,7 +157,8 @@ _TWO_DEVICES = textwrap.dedent("""
     for i in range(3):
         s1, m1 = one(s1, batch, jax.random.key(i))
         s2, m2 = two(s2, split, jax.random.key(i))
-    diff = max(float(jnp.max(jnp.abs(a - b[0]))) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)))
+    pairs = zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params))
+    diff = max(float(jnp.max(jnp.abs(a - b[0]))) for a, b in pairs)
     print("DIFF", diff, float(m1["mean_activation"]), float(m2["mean_activation"][0]))
 """)
 
@@ -191,16 +191,16 @@ def test_iwae_chunking_equals_one_big_log_sum_exp():
     model, params = _tiny_vae()
     x = jnp.asarray(data.load("digits").test_images[:5])
     key = jax.random.key(3)
-    got = vae.iwae_nll(model, params, x, key, num_samples=12, chunk_size=4)
+    got = vae.iwae_nll(model, params, x, key, num_samples=6, chunk_size=3)
     mean, logvar = vae.encode(model, params, x)
     logw = []
-    for k in jax.random.split(key, 3):  # the same draws, written out: [4, B, D] per chunk
-        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k, (4, *mean.shape))
+    for k in jax.random.split(key, 2):  # the same draws, written out: [3, B, D] per chunk
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k, (3, *mean.shape))
         for zi in z:
             logits = model.apply({"params": params}, zi, method=model.decode)
             logw.append(-losses.bernoulli_nll(logits=logits, targets=x) + losses.gaussian_log_prob(samples=zi)
                         - losses.gaussian_log_prob(samples=zi, mean=mean, logvar=logvar))
-    expected = np.log(12) - jax.nn.logsumexp(jnp.stack(logw), axis=0)
+    expected = np.log(6) - jax.nn.logsumexp(jnp.stack(logw), axis=0)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     with pytest.raises(ValueError):
         vae.iwae_nll(model, params, x, key, num_samples=10, chunk_size=4)
@@ -218,13 +218,19 @@ def _config(name, **train):
 
 @pytest.fixture(scope="module")
 def baselines():
-    """The mean-image predictor on digits' test split: per-pixel MSE and Bernoulli NLL (nats)."""
+    """The mean-image predictor on digits' test split: per-pixel MSE and Bernoulli NLL (nats); and the
+    floor no Bernoulli decoder can beat on grey-level targets, their entropy sum_i H(x_i) (nats)."""
     ds = data.load("digits")
     mean = ds.train_images.mean(0)
-    p = np.clip(mean, 1e-3, 1 - 1e-3)
+    nll = lambda x, p: float(-(x * np.log(p) + (1 - x) * np.log(1 - p)).sum((1, 2, 3)).mean())
     x = ds.test_images
-    return {"mse": float(((x - mean) ** 2).mean()),
-            "nll": float(-(x * np.log(p) + (1 - x) * np.log(1 - p)).sum((1, 2, 3)).mean())}
+    return {"mse": float(((x - mean) ** 2).mean()), "nll": nll(x, np.clip(mean, 1e-3, 1 - 1e-3)),
+            "floor": nll(x, np.clip(x, 1e-7, 1 - 1e-7))}
+
+
+def _nll_threshold(baselines, fraction):
+    """Floor + fraction of the gap between the floor and the mean-image NLL (27.1 -> 13.5 nats on digits)."""
+    return baselines["floor"] + fraction * (baselines["nll"] - baselines["floor"])
 
 
 def _train(name, tmp_path, steps, **overrides):
@@ -233,14 +239,17 @@ def _train(name, tmp_path, steps, **overrides):
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         config[section][key] = value
+    config.lock()
     return loop.train(config, str(tmp_path / name))["eval"]
 
 
-# name, steps, threshold as a fraction of the mean-image MSE (the AEs reach ~0.05 of it in 3000 steps)
-@pytest.mark.parametrize("name,num_steps,fraction", [
-    ("ae", 400, 0.35), ("sparse_ae", 400, 0.6), ("sparse_ae_l1", 400, 0.35), ("conv_ae", 150, 0.6)])
-def test_autoencoders_learn_on_digits(name, num_steps, fraction, tmp_path, baselines):
-    results = _train(name, tmp_path, num_steps)
+# name, steps, threshold as a fraction of the mean-image MSE (in 3000 steps the AE reaches 0.05 of it, the
+# KL-sparse one 0.16: its penalty first drives the code to the target, then reconstruction catches up)
+@pytest.mark.parametrize("name,num_steps,fraction,model", [
+    ("ae", 400, 0.35, {}), ("sparse_ae", 1000, 0.6, {}), ("sparse_ae_l1", 400, 0.35, {}),
+    ("conv_ae", 200, 0.6, {"model__channels": (8, 16), "model__hidden": 64, "optim__learning_rate": 3e-3})])
+def test_autoencoders_learn_on_digits(name, num_steps, fraction, model, tmp_path, baselines):
+    results = _train(name, tmp_path, num_steps, **model)
     assert results["recon_mse"] < fraction * baselines["mse"], results
     if name == "sparse_ae":  # the KL penalty pulls the mean code toward its 0.05 target (init: ~0.5)
         assert abs(results["mean_activation"] - 0.05) < 0.05, results
@@ -254,28 +263,35 @@ def test_denoising_autoencoder_raises_psnr(tmp_path, baselines):
 
 @pytest.fixture(scope="module")
 def trained_vae(tmp_path_factory):
-    config = _config("vae", steps=600, steps_per_call=50, log_every=600, sample_every=600, checkpoint_every=600)
+    config = _config("vae", steps=2000, steps_per_call=50, log_every=2000, sample_every=2000, checkpoint_every=2000)
     workdir = str(tmp_path_factory.mktemp("vae"))
     return loop.train(config, workdir)["eval"], workdir
 
 
 def test_vae_learns_on_digits(trained_vae, baselines):
     results, _ = trained_vae
-    assert results["neg_elbo"] < 0.85 * baselines["nll"], results
+    assert results["neg_elbo"] < _nll_threshold(baselines, 0.8), results  # 1500 steps reach 0.77
 
 
-@pytest.mark.parametrize("name,beta", [("beta_vae", 2.0), ("cvae", 1.0)])
-def test_beta_and_conditional_vae_learn_on_digits(name, beta, tmp_path, baselines):
-    results = _train(name, tmp_path, 600, loss__beta=beta)
-    assert results["neg_elbo"] < 0.9 * baselines["nll"], results
+def test_beta_vae_trades_kl_for_reconstruction(tmp_path, trained_vae):
+    """beta > 1 weights the KL more: the learnt posterior carries fewer nats than the beta = 1 VAE's."""
+    results = _train("beta_vae", tmp_path, 1500)
+    assert results["kl"] < 0.7 * trained_vae[0]["kl"], (results, trained_vae[0])
+
+
+def test_conditional_vae_learns_on_digits(tmp_path, baselines, trained_vae):
+    results = _train("cvae", tmp_path, 1500)
+    assert results["neg_elbo"] < _nll_threshold(baselines, 0.8), results
+    assert results["neg_elbo"] < trained_vae[0]["neg_elbo"], results  # the label is information
 
 
 def test_iwae_bound_is_below_the_elbo_and_tightens_with_k(trained_vae):
     from gen_jax import applications
     _, workdir = trained_vae
     trained = applications.load_trained(workdir)
-    nll = {k: applications.iwae(trained, num_samples=k, chunk_size=min(k, 50))["iwae_nll"] for k in (1, 10, 100)}
+    # all 297 test images: the mean over images makes the expected ordering hold despite sampling noise
+    nll = {k: applications.iwae(trained, num_samples=k, chunk_size=min(k, 25))["iwae_nll"] for k in (1, 5, 50)}
     elbo = applications.iwae(trained, num_samples=1)["neg_elbo"]
     assert abs(nll[1] - elbo) < 0.5  # k=1 is the ELBO (different draws: a small difference)
-    assert nll[10] <= elbo and nll[100] <= nll[10] + 0.05, (elbo, nll)
-    assert nll[1] - nll[100] > 0.2, (elbo, nll)  # and the bound does move
+    assert nll[5] <= elbo and nll[50] <= nll[5] + 0.05, (elbo, nll)
+    assert nll[1] - nll[50] > 0.2, (elbo, nll)  # and the bound does move
