@@ -1,12 +1,13 @@
 """The MNIST results table for the autoencoder family: gen_jax beside the PyTorch seed, trained the same way.
 
   python benchmarks/ae_mnist.py [--data=../shared/data/mnist] [--workdir=/tmp/ae_mnist] [--steps=3000]
-                                [--anomaly_steps=1500] [--conv_steps=400] [--iwae_images=1000]
+                                [--anomaly_steps=1000] [--conv_steps=300] [--long_steps=20000] [--iwae_images=1000]
 
 Every gen_jax model is trained by the one train loop (`gen_jax.loop.train`) from a config in configs/; the
 seed side is benchmarks/torch_seed.py (same batches, Adam 1e-3, batch 128, same step counts). Writes
-docs/autoencoders.md (the table, with the commit that produced it) and WORKDIR/results.json. Reruns reuse
-finished gen_jax runs (they resume from their final checkpoint).
+docs/autoencoders.md (the table, with the commit that produced it) and WORKDIR/results.json. Reruns keep the
+sections already in WORKDIR/results.json (--redo=pca,... recomputes them) and reuse finished gen_jax runs
+(they resume from their final checkpoint). About 75 minutes on 2 busy CPU cores.
 """
 from __future__ import annotations
 
@@ -23,12 +24,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import torch_seed as ts  # noqa: E402
 from configs import ae, conv_vae, denoising_ae, sparse_ae  # noqa: E402
 from configs import vae as vae_cfg  # noqa: E402
-from gen_jax import applications, corruption, data, loop  # noqa: E402
+from gen_jax import applications, data, loop  # noqa: E402
 
 
 def _train(config, workdir, steps, **overrides):
@@ -100,20 +100,58 @@ def _commit():
         return "unknown"
 
 
-def run(args) -> dict:
+def run(args, r: dict) -> dict:
+    """Fills the sections of `r` that are missing (or named in args.redo), saving after each one."""
     import torch
     torch.set_num_threads(args.threads)
     source = f"idx:{args.data}"
     mnist = data.load(source)
-    train_x, test_x = mnist.train_images, mnist.test_images
-    train_y, test_y = mnist.train_labels, mnist.test_labels
     w = lambda name: os.path.join(args.workdir, name)
-    r = {"steps": args.steps, "anomaly_steps": args.anomaly_steps, "conv_steps": args.conv_steps,
-         "iwae_images": args.iwae_images, "commit": _commit(), "jax": jax.__version__,
-         "torch": torch.__version__, "devices": str(jax.devices()), "jax_rows": {}, "torch_rows": {}}
-    start = time.perf_counter()
+    r.update(steps=args.steps, anomaly_steps=args.anomaly_steps, conv_steps=args.conv_steps,
+             iwae_images=args.iwae_images, commit=_commit(), jax=jax.__version__, torch=torch.__version__,
+             devices=str(jax.devices()), torch_threads=args.threads)
+    start = time.perf_counter() - r.get("seconds", 0.0)
     probe_n = 10000  # training codes for the linear probe
+    key = jax.random.key(0)
 
+    def todo(section):
+        done = section in r and section not in args.redo
+        if done:
+            print(f"{section}: kept from {args.workdir}/results.json", flush=True)
+        return not done
+
+    def save():
+        r["seconds"] = time.perf_counter() - start
+        with open(os.path.join(args.workdir, "results.json"), "w") as f:
+            json.dump(r, f, indent=2, default=str)
+
+    if todo("jax_rows"):
+        _main_rows(args, r, source, mnist, w, probe_n, key)
+        save()
+    if todo("pca"):
+        _pca_rows(args, r, source, mnist, w, probe_n)
+        save()
+    if todo("binarized"):
+        _binarized_rows(args, r, source, w, key)
+        save()
+    if todo("anomaly"):
+        _anomaly_rows(args, r, mnist, w)
+        save()
+    if args.long_steps and todo("binarized_long"):
+        print(f"likelihood, longer: the MLP VAE on binarised MNIST for {args.long_steps} steps", flush=True)
+        trained = _train(vae_cfg.get_config(), w("mlp_vae_binarized_long"), args.long_steps, **{
+            "data.source": source, "data.binarize": True, "eval.iwae_samples": 0})
+        r["binarized_long"] = {"mlp_vae": {**applications.iwae(trained, num_samples=1000,
+                                                               num_images=args.iwae_images, key=key),
+                                           "steps": args.long_steps}}
+        print(f"  {r['binarized_long']}", flush=True)
+        save()
+    return r
+
+
+def _main_rows(args, r, source, mnist, w, probe_n, key):
+    train_x, test_x, train_y, test_y = mnist.train_images, mnist.test_images, mnist.train_labels, mnist.test_labels
+    r["jax_rows"], r["torch_rows"] = {}, {}
     print("gen_jax: deterministic autoencoders and the VAE", flush=True)
     jax_models = {
         "vanilla": _train(ae.get_config(), w("ae"), args.steps, **{"data.source": source}),
@@ -125,7 +163,6 @@ def run(args) -> dict:
     torch_models, torch_ips = {}, {}
     for kind in ts.AUTOENCODER_KINDS:
         torch_models[kind], torch_ips[kind] = ts.train_autoencoder(kind, train_x, steps=args.steps, seed=0)
-    key = jax.random.key(0)
     for kind, trained in jax_models.items():
         row = {"recon_mse": float(np.mean((trained.reconstruct(test_x, test_y) - test_x) ** 2))}
         tm = torch_models[kind]
@@ -154,22 +191,29 @@ def run(args) -> dict:
         print(f"  {kind}: gen_jax {row}\n  {' ' * len(kind)}  seed    {trow}", flush=True)
     r["torch_images_per_sec"] = torch_ips
 
+
+def _pca_rows(args, r, source, mnist, w, probe_n):
+    """AE vs PCA at 2, 8, 32 dims: the seed's ReLU code on both sides, and gen_jax with a linear code."""
+    train_x, test_x, train_y, test_y = mnist.train_images, mnist.test_images, mnist.train_labels, mnist.test_labels
     print("dimensionality reduction: AE vs PCA at 2, 8, 32 dims; compression", flush=True)
     r["pca"], by_dim = {}, {}
+    mse = lambda trained: float(np.mean((trained.reconstruct(test_x) - test_x) ** 2))
     for k in (2, 8, 32):
-        trained = jax_models["vanilla"] if k == 32 else _train(ae.get_config(), w(f"ae_{k}"), args.steps, **{
+        relu = _train(ae.get_config(), w("ae" if k == 32 else f"ae_{k}"), args.steps, **{
             "data.source": source, "model.code_dim": k})
-        by_dim[k] = trained
-        tm = torch_models["vanilla"] if k == 32 else ts.train_autoencoder("vanilla", train_x, steps=args.steps,
-                                                                          seed=0, latent_dim=k)[0]
-        r["pca"][k] = {"jax_ae": float(np.mean((trained.reconstruct(test_x) - test_x) ** 2)),
-                       "seed_ae": ts.reconstruction_mse(tm, test_x),
+        linear = _train(ae.get_config(), w(f"ae_{k}_linear"), args.steps, **{
+            "data.source": source, "model.code_dim": k, "model.code_activation": "linear"})
+        by_dim[k] = linear
+        tm = ts.train_autoencoder("vanilla", train_x, steps=args.steps, seed=0, latent_dim=k)[0]
+        r["pca"][k] = {"jax_ae": mse(relu), "jax_ae_linear": mse(linear), "seed_ae": ts.reconstruction_mse(tm, test_x),
                        "pca": applications.pca_reconstruction_mse(train_x, test_x, k)}
         print(f"  {k}-d: {r['pca'][k]}", flush=True)
-    applications.reduce_dimensions(by_dim[2], w("scatter_2d.png"), max_train=probe_n)
+    r["reduce_2d"] = applications.reduce_dimensions(by_dim[2], w("scatter_2d.png"), max_train=probe_n)
     r["compression"] = applications.compression(list(by_dim.values()), w("compression.png"))
     r["probe_pixels"] = applications.linear_probe(train_x[:probe_n], train_y[:probe_n], test_x, test_y)
 
+
+def _binarized_rows(args, r, source, w, key):
     print("likelihood: MLP and conv VAEs on dynamically binarised MNIST", flush=True)
     r["binarized"] = {}
     for name, config, steps in (("mlp_vae", vae_cfg.get_config(), args.steps),
@@ -182,6 +226,9 @@ def run(args) -> dict:
                                 "steps": steps}
         print(f"  {name}: {r['binarized'][name]}", flush=True)
 
+
+def _anomaly_rows(args, r, mnist, w):
+    train_x, test_x, train_y, test_y = mnist.train_images, mnist.test_images, mnist.train_labels, mnist.test_labels
     print("anomaly detection: one AE per held-out class", flush=True)
     r["anomaly"] = {}
     for label in args.classes:
@@ -192,8 +239,6 @@ def run(args) -> dict:
         tr = applications.auroc(_torch_scores(tm, test_x), test_y == label)
         r["anomaly"][label] = {"jax": jx, "seed": tr}
         print(f"  class {label}: gen_jax {jx:.3f}  seed {tr:.3f}", flush=True)
-    r["seconds"] = time.perf_counter() - start
-    return r
 
 
 def _anomaly_config(args):
@@ -232,9 +277,31 @@ python -m gen_jax.applications anomaly  --config=configs/ae.py --held_out=0,1 --
 ```
 """
 
-NOTES = [
-    "- Numbers come from one seed and short runs on a shared CPU; rerun the script to reproduce them.",
-]
+def _notes(r) -> list[str]:
+    """What the numbers mean and where they fall short, from the results themselves."""
+    b = {**r["binarized"], **{f"{k} ({v['steps']} steps)": v for k, v in r.get("binarized_long", {}).items()}}
+    best = min(b.items(), key=lambda kv: kv[1]["iwae_nll"])
+    auroc = np.mean([row["jax"] for row in r["anomaly"].values()])
+    worst = min(r["anomaly"].items(), key=lambda kv: kv[1]["jax"])
+    pca = r["pca"]
+    beaten = [k for k, row in pca.items() if min(row["jax_ae"], row.get("jax_ae_linear") or 1.0) < row["pca"]]
+    return [
+        f"- One seed, short runs on a shared CPU (torch with {r.get('torch_threads', 1)} intra-op thread: two "
+        "threads on two busy cores ran 25x slower here; JAX uses both cores). Rerun the script to reproduce.",
+        f"- **IWAE aim (< 90 nats, conv VAE) not reached.** Best here: {best[0]} at {best[1]['iwae_nll']:.2f} nats "
+        f"(k=1000, first {best[1]['num_images']} test images, not all 10,000: k=1000 over the full set is "
+        "10M decoder passes). The conv VAE ran only "
+        f"{r['conv_steps']} steps: on XLA:CPU the kernel gradients of its (transposed) convolutions cost "
+        "~0.4 s per batch even at 16/32 channels, so the tens of epochs it needs (the IWAE paper trains 3280) "
+        "want a GPU: `python train.py --config=configs/conv_vae.py --config.data.source=idx:... "
+        "--config.train.steps=100000`.",
+        f"- **AUROC aim (> 0.9 mean) not reached**: mean {auroc:.3f}, as for the seed. Reconstruction error ranks "
+        f"held-out classes by how hard they are to draw, not by novelty: class {worst[0]} scores "
+        f"{worst[1]['jax']:.3f} (1s are the easiest digit to reconstruct, so held-out 1s look *normal*).",
+        f"- AE vs PCA: gen_jax beats PCA at {', '.join(map(str, beaten)) or 'no'} dims (best of the ReLU and linear "
+        "code). The seed's 2-unit ReLU code can lose a unit to ReLU death, which is why a linear code is reported.",
+        "- VAE rows of the first table use the seed's grey-level BCE; only the binarised table is a likelihood.",
+    ]
 
 
 def _fmt(x, digits=4):
@@ -247,7 +314,7 @@ def write_markdown(r, path):
         "# Autoencoders on MNIST: gen_jax beside the PyTorch seed",
         "",
         f"Produced by `python benchmarks/ae_mnist.py` at commit `{r['commit']}` (jax {r['jax']}, torch "
-        f"{r['torch']}, {r['devices']}, 2 shared CPU cores, {r['seconds'] / 60:.0f} min in all). Both sides: the "
+        f"{r['torch']}, {r['devices']}, 2 shared CPU cores). Both sides: the "
         f"seed's models, Adam 1e-3, batch 128, the same batches (`data.batch_indices`), **{r['steps']} steps "
         f"(~{r['steps'] * 128 / 60000:.1f} epochs)** — short runs chosen for a shared 2-core CPU, not converged. "
         "Errors are per-pixel MSE on the 10,000 test images; NLLs in nats per image.",
@@ -280,12 +347,13 @@ def write_markdown(r, path):
         "",
         "## Autoencoder vs PCA (held-out per-pixel MSE, same number of dimensions)",
         "",
-        "| dims | gen_jax AE | seed AE | PCA |",
-        "|---|---|---|---|",
+        "| dims | gen_jax AE, ReLU code (seed model) | seed AE, ReLU code | gen_jax AE, linear code | PCA |",
+        "|---|---|---|---|---|",
     ]
     for k, row in r["pca"].items():
-        lines.append(f"| {k} | {row['jax_ae']:.4f} | {row['seed_ae']:.4f} | {row['pca']:.4f} |")
-    lines += ["", "## Compression (gen_jax AE, codes stored as float16)", "",
+        lines.append(f"| {k} | {row['jax_ae']:.4f} | {row['seed_ae']:.4f} | {_fmt(row.get('jax_ae_linear'))} | "
+                     f"{row['pca']:.4f} |")
+    lines += ["", "## Compression (gen_jax AE with a linear code, codes stored as float16)", "",
               "| code dims | bits / image | raw bits / image | PSNR (dB) |", "|---|---|---|---|"]
     for row in r["compression"]:
         lines.append(f"| {row['code_dim']} | {row['bits_per_image']} | {row['raw_bits_per_image']} | "
@@ -293,7 +361,7 @@ def write_markdown(r, path):
     b = r["binarized"]
     lines += ["", "## Likelihood on dynamically binarised MNIST (`data.binarize=True`)", "",
               "| model | steps | test images | neg-ELBO | IWAE NLL, k=1000 |", "|---|---|---|---|---|"]
-    for name, row in b.items():
+    for name, row in [*b.items(), *r.get("binarized_long", {}).items()]:
         lines.append(f"| gen_jax {name} | {row['steps']} | {row['num_images']} | {row['neg_elbo']:.2f} | "
                      f"{row['iwae_nll']:.2f} |")
     lines += ["", "The seed has no binarised VAE to compare with. The aim was an IWAE NLL under 90 nats for the "
@@ -306,7 +374,7 @@ def write_markdown(r, path):
     mj = np.mean([row["jax"] for row in r["anomaly"].values()])
     mt = np.mean([row["seed"] for row in r["anomaly"].values()])
     lines.append(f"| **mean** | **{mj:.3f}** | **{mt:.3f}** |")
-    lines += ["", "## Notes", "", *NOTES]
+    lines += ["", "## Notes", "", *_notes(r)]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -317,25 +385,28 @@ def main(argv=None):
     p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist"))
     p.add_argument("--workdir", default="/tmp/ae_mnist")
     p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--anomaly_steps", type=int, default=1500)
-    p.add_argument("--conv_steps", type=int, default=400)
+    p.add_argument("--anomaly_steps", type=int, default=1000)
+    p.add_argument("--conv_steps", type=int, default=300)
+    p.add_argument("--long_steps", type=int, default=20000, help="also train the binarised MLP VAE this long (0: skip)")
     p.add_argument("--iwae_images", type=int, default=1000)
-    p.add_argument("--conv_iwae_images", type=int, default=200)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--conv_iwae_images", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (2 on 2 busy cores oversubscribes: 25x slower here)")
     p.add_argument("--classes", type=lambda s: [int(c) for c in s.split(",")], default=list(range(10)),
                    help="held-out classes for the anomaly table")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "autoencoders.md"))
     p.add_argument("--render_only", action="store_true", help="rewrite the table from WORKDIR/results.json")
+    p.add_argument("--redo", type=lambda s: s.split(","), default=[],
+                   help="sections to recompute although WORKDIR/results.json has them: jax_rows,pca,binarized,anomaly")
     args = p.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     results_path = os.path.join(args.workdir, "results.json")
-    if args.render_only:
+    r = {}
+    if os.path.exists(results_path):
         with open(results_path) as f:
             r = json.load(f)
-    else:
-        r = run(args)
-        with open(results_path, "w") as f:
-            json.dump(r, f, indent=2, default=str)
+    if not args.render_only:
+        r = run(args, r)
     write_markdown(r, args.out)
     print(f"wrote {args.out} and {args.workdir}/results.json")
 
