@@ -1,14 +1,15 @@
 """Side-by-side GAN benchmark on MNIST: gen_jax (configs/KIND.py through the one train loop) against the
 PyTorch seed (benchmarks/torch_seed.py), same architecture, batch size, optimizer and generator steps.
 
-Both sides' samples are scored by one digit classifier trained here (an MLP 784-256-128-10 in JAX on MNIST
-train, ~98% test accuracy), until the project's own classifier exists:
-  fid       Frechet distance between 10k samples and the 10k MNIST test images in the classifier's
-            128-d penultimate feature space (gen_jax.metrics.fid); lower is better
-  classes   classes predicted for at least 1% of the samples (10 = every digit present)
-  kl_uniform  KL(predicted class histogram || uniform): 0 when balanced (Metz et al. 2017)
-  cond_acc  conditional models only: fraction of samples classified as the label they were drawn for
-  images/s  real training images consumed per second (n_critic * 64 per generator step for the WGANs)
+Both sides' 10k samples are scored by the project's own evaluation (gen_jax.evaluate.generative_metrics) in the
+feature space of a LeNet digit classifier (gen_jax.classifier, ~99% MNIST test accuracy; trained into
+--classifier on first use), against the 10k MNIST test images:
+  fid, kid      Frechet / kernel distance in the classifier's feature space; lower is better
+  precision, recall  improved precision and recall (k=3)
+  classes_covered    classes predicted for more than 1% of the samples (10 = every digit present)
+  class_kl      KL(predicted class histogram || uniform): 0 when balanced (Metz et al. 2017)
+  label_accuracy     conditional models only: fraction classified as the label they were drawn for
+  images/s      real training images consumed per second (n_critic * 64 per generator step for the WGANs)
 
   python benchmarks/gan_mnist.py --kinds=gan,dcgan --steps=3000 [--out=results.json]
 gen_jax samples with its EMA generator weights (its default); the seed has none. The torch side uses the
@@ -18,7 +19,6 @@ collapses both sides' MLP GAN to 1-4 classes by step 3000).
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import json
 import os
@@ -30,77 +30,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from benchmarks import torch_seed  # noqa: E402
-from gen_jax import metrics  # noqa: E402
+from gen_jax import classifier as classifier_lib  # noqa: E402
+from gen_jax import data, evaluate  # noqa: E402
 
 MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 NUM_SAMPLES = 10_000
 
 
 # ----------------------------------------------------------------------------- the judge
-def _mlp(params, x):
-    """Classifier logits and its penultimate (128-d) features for images [N, 28, 28, 1] in [0, 1]."""
-    h = x.reshape(len(x), -1)
-    for w, b in params[:-1]:
-        h = jax.nn.relu(h @ w + b)
-    w, b = params[-1]
-    return h @ w + b, h
-
-
-def train_classifier(images, labels, *, steps=3000, batch=128, seed=0):
-    """An MLP digit classifier (Adam 1e-3), trained on `images` (MNIST train)."""
-    key = jax.random.key(seed)
-    sizes = [784, 256, 128, 10]
-    params = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params.append((jax.random.normal(jax.random.fold_in(key, i), (n_in, n_out)) * np.sqrt(2 / n_in),
-                       jnp.zeros(n_out)))
-    tx = optax.adam(1e-3)
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(params, opt, x, y):
-        def loss(p):
-            return optax.softmax_cross_entropy_with_integer_labels(_mlp(p, x)[0], y).mean()
-        grads = jax.grad(loss)(params)
-        updates, opt = tx.update(grads, opt)
-        return optax.apply_updates(params, updates), opt
-
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        idx = rng.integers(0, len(images), batch)
-        params, opt = step(params, opt, images[idx], labels[idx])
-    return params
-
-
 class Judge:
-    """Scores a sample set against the MNIST test set in the classifier's feature space."""
+    """The project's own evaluation (gen_jax.evaluate) with a LeNet MNIST classifier, against the MNIST test set."""
 
-    def __init__(self, params, test_images, test_labels):
-        self._apply = jax.jit(functools.partial(_mlp, params))
-        logits, self.test_features = self.embed(test_images)
-        self.test_accuracy = float(np.mean(np.argmax(logits, 1) == test_labels))
-
-    def embed(self, images):
-        outs = [self._apply(jnp.asarray(images[i:i + 1000])) for i in range(0, len(images), 1000)]
-        return np.concatenate([np.asarray(o[0]) for o in outs]), np.concatenate([np.asarray(o[1]) for o in outs])
+    def __init__(self, classifier_dir: str, dataset):
+        if not os.path.exists(os.path.join(classifier_dir, classifier_lib.SPEC_FILE)):
+            print(f"training the judge (gen_jax.classifier, LeNet) into {classifier_dir}", flush=True)
+            classifier_lib.save(classifier_lib.train(dataset, progress=False), classifier_dir)
+        self.classifier = classifier_lib.load(classifier_dir)
+        self.reference = evaluate.reference_stats(self.classifier, dataset, split="test",
+                                                  cache_dir=evaluate.default_cache_dir(classifier_dir))
 
     def score(self, images01, labels=None) -> dict:
-        logits, features = self.embed(np.clip(images01, 0.0, 1.0).astype(np.float32))
-        predicted = np.argmax(logits, 1)
-        hist = metrics.class_histogram(jnp.asarray(predicted), num_classes=10)
-        counts = np.asarray(hist.counts)
-        out = {"fid": float(metrics.fid(jnp.asarray(features), jnp.asarray(self.test_features))),
-               "classes": int(np.sum(counts >= 0.01 * len(predicted))),
-               "kl_uniform": float(hist.kl_to_uniform),
-               "class_counts": counts.tolist()}
-        if labels is not None:
-            out["cond_acc"] = float(np.mean(predicted == labels))
-        return out
+        results = evaluate.generative_metrics(evaluate.quantize(images01), labels, self.classifier, self.reference,
+                                              key=jax.random.key(0))
+        keep = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl", "label_accuracy",
+                "class_counts", "extractor")
+        return {k: results[k] for k in keep if k in results}
 
 
 # ----------------------------------------------------------------------------- the two sides
@@ -156,6 +113,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3000, help="generator steps")
     parser.add_argument("--sides", default="jax,torch")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--classifier", default=os.path.join(ROOT, "runs", "classifier_mnist"),
+                        help="the judge: a gen_jax.classifier folder (trained there when absent)")
     parser.add_argument("--out", default="", help="append results as JSON lines here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="gen_jax config override (Python literal), e.g. --set gan.ema_decay=0.0")
@@ -164,12 +123,9 @@ def main(argv=None):
     overrides = [(k, ast.literal_eval(v)) for k, _, v in (item.partition("=") for item in args.set)]
 
     x_train, y_train = torch_seed.load_mnist(MNIST, "train")
-    x_test, y_test = torch_seed.load_mnist(MNIST, "test")
-    start = time.perf_counter()
-    judge = Judge(train_classifier(x_train, y_train), x_test, y_test)
-    print(f"judge: MLP classifier, test accuracy {judge.test_accuracy:.4f} ({time.perf_counter() - start:.0f}s); "
-          f"real test images vs themselves: fid 0, train images: "
-          f"fid {judge.score(x_train[:NUM_SAMPLES])['fid']:.3f}", flush=True)
+    judge = Judge(args.classifier, data.load(f"idx:{MNIST}"))
+    print(f"judge: {judge.classifier.name}, test accuracy {judge.classifier.spec['test_accuracy']:.4f}; "
+          f"10k MNIST train images score {json.dumps(judge.score(x_train[:NUM_SAMPLES]))}", flush=True)
     for kind in args.kinds.split(","):
         for side in args.sides.split(","):
             start = time.perf_counter()

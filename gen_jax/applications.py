@@ -115,7 +115,7 @@ def load_trained(workdir: str, *, source: str | None = None) -> Trained:
     """
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    dataset = data.load(source or config.data.source, tfds_data_dir=config.data.get("tfds_data_dir") or None)
+    dataset = data.load(source) if source else data.from_config(config.data)
     task = tasks.build(config, dataset)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     if checkpointer.latest_step() is None:
@@ -194,7 +194,7 @@ def anomaly_detection(trained: Trained, anomaly_label: int, out_png: str, *, key
     """Scores the test split (anomaly = images of class `anomaly_label`), returns AUROC, writes a histogram.
 
     `trained` should not have seen `anomaly_label` in training (see `train_without`). `dataset` defaults to
-    the model's own; pass the full data set when the model was trained on an export without the class.
+    the model's own (whose test split keeps every class).
     """
     ds = dataset or trained.dataset
     key = jax.random.key(0) if key is None else key
@@ -214,39 +214,12 @@ def anomaly_detection(trained: Trained, anomaly_label: int, out_png: str, *, key
     return result
 
 
-def export_idx(dataset: data.Dataset, directory: str, *, exclude_labels=()) -> str:
-    """Writes a single-channel data set as MNIST-format IDX files (pixels rounded to uint8), leaving the
-    classes `exclude_labels` out of the training split; returns the 'idx:DIR' source that loads it.
-
-    This is how an anomaly detector is trained on the one train loop without its held-out class.
-    """
-    if dataset.image_shape[-1] != 1:
-        raise ValueError(f"IDX export needs single-channel images, got shape {dataset.image_shape}")
-    os.makedirs(directory, exist_ok=True)
-    keep = ~np.isin(dataset.train_labels, np.asarray(exclude_labels, np.int64))
-    for prefix, x, y in (("train", dataset.train_images[keep], dataset.train_labels[keep]),
-                         ("t10k", dataset.test_images, dataset.test_labels)):
-        _write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte"),
-                   np.round(np.asarray(x)[..., 0] * 255).astype(np.uint8))
-        _write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte"), np.asarray(y).astype(np.uint8))
-    return f"idx:{directory}"
-
-
-def _write_idx(path: str, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array).tobytes())
-
-
 def train_without(config, workdir: str, anomaly_label: int) -> Trained:
-    """Trains `config` with train.py's loop on its data minus class `anomaly_label`; returns the model.
-
-    The training data is exported to WORKDIR/data as IDX files (see `export_idx`); reruns resume.
-    """
+    """Trains `config` with train.py's loop on its data minus class `anomaly_label` (data.exclude_labels);
+    returns the model, whose data set keeps every class in its test split. Reruns resume."""
     from gen_jax import loop
-    full = data.load(config.data.source, tfds_data_dir=config.data.get("tfds_data_dir") or None)
-    config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy, so the source can change
-    config.data.source = export_idx(full, os.path.join(workdir, "data"), exclude_labels=(anomaly_label,))
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.data.exclude_labels = (anomaly_label,)
     loop.train(config, workdir)
     return load_trained(workdir)
 
@@ -410,12 +383,11 @@ def _anomaly_cli(args) -> dict:
     if args.source:
         config.data.source = args.source
     config.train.progress = False
-    full = data.load(config.data.source)
     rows = []
     for label in (int(c) for c in args.held_out.split(",")):
         workdir = os.path.join(args.workdir[0], f"without_{label}")
         trained = train_without(config, workdir, label)
-        rows.append(anomaly_detection(trained, label, os.path.join(workdir, "anomaly_histogram.png"), dataset=full))
+        rows.append(anomaly_detection(trained, label, os.path.join(workdir, "anomaly_histogram.png")))
     return {"per_class": rows, "mean_auroc": float(np.mean([r["auroc"] for r in rows]))}
 
 

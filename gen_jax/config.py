@@ -19,6 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=128,       # global batch, split over all local devices
         binarize=False,       # dynamic binarisation (VAE likelihoods on MNIST)
         tfds_data_dir="",     # where prepared tfds data sets live ('' = tfds default)
+        exclude_labels=(),    # classes left out of the training split (anomaly detection's held-out class)
     ))
     config.train = ml_collections.ConfigDict(dict(
         steps=3000,

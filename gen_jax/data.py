@@ -58,6 +58,28 @@ def load(source: str, *, tfds_data_dir: str | None = None) -> Dataset:
         f"unknown data source {source!r}: use 'digits', 'idx:DIR', 'folder:DIR' or 'tfds:NAME'")
 
 
+def from_config(data_config) -> Dataset:
+    """The data set a config's `data` section names, its training split without the classes listed in
+    `exclude_labels` (e.g. the held-out class of an anomaly detector); the test split keeps every class."""
+    dataset = load(data_config.source, tfds_data_dir=data_config.get("tfds_data_dir") or None)
+    return without_labels(dataset, tuple(data_config.get("exclude_labels", ())))
+
+
+def without_labels(dataset: Dataset, labels: Sequence[int]) -> Dataset:
+    """`dataset` with the training images of classes `labels` removed (test split unchanged)."""
+    if not labels:
+        return dataset
+    unknown = sorted(set(labels) - set(range(dataset.num_classes)))
+    if unknown:
+        raise DataError(f"exclude_labels {unknown} are not classes of {dataset.name} "
+                        f"(it has classes 0..{dataset.num_classes - 1})")
+    keep = ~np.isin(dataset.train_labels, np.asarray(labels))
+    if not keep.any():
+        raise DataError(f"exclude_labels {sorted(labels)} leave no training images in {dataset.name}")
+    return dataclasses.replace(dataset, name=f"{dataset.name} without {','.join(map(str, sorted(labels)))}",
+                               train_images=dataset.train_images[keep], train_labels=dataset.train_labels[keep])
+
+
 def _make_dataset(name, train, test, num_classes=None) -> Dataset:
     (xtr, ytr), (xte, yte) = train, test
     if len(xtr) == 0 or len(xte) == 0:

@@ -116,7 +116,7 @@ def train(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     devices = jax.local_devices()
     num_devices = len(devices)
-    dataset = data.load(config.data.source, tfds_data_dir=config.data.tfds_data_dir or None)
+    dataset = data.from_config(config.data)
     num_train = len(dataset.train_images)
     local_batch = data.check_batching(num_train, config.data.batch_size, num_devices)
     task = tasks.build(config, dataset)

@@ -39,7 +39,7 @@ def load_run(workdir: str):
         raise CheckpointError(f"{workdir} is not a training run (no config.json)")
     with open(path) as f:
         config = ml_collections.ConfigDict(_tuples(json.load(f)))
-    dataset = data.load(config.data.source, tfds_data_dir=config.data.tfds_data_dir or None)
+    dataset = data.from_config(config.data)
     task = tasks.build(config, dataset)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     step = checkpointer.latest_step()

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from gen_jax import applications, data, loop
+from gen_jax.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -47,12 +48,16 @@ def cvae(tmp_path_factory):
     return workdir, applications.load_trained(workdir)
 
 
-def test_export_idx_round_trips_and_drops_the_class(tmp_path):
+def test_exclude_labels_drops_the_class_from_training_only():
     full = data.load("digits")
-    subset = data.load(applications.export_idx(full, str(tmp_path), exclude_labels=(3,)))
+    subset = data.without_labels(full, (3,))
     assert 3 not in subset.train_labels and len(subset.train_labels) == int((full.train_labels != 3).sum())
-    np.testing.assert_allclose(subset.test_images, full.test_images, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(subset.train_images, full.train_images[full.train_labels != 3])
     np.testing.assert_array_equal(subset.test_labels, full.test_labels)
+    with pytest.raises(DataError, match="not classes"):
+        data.without_labels(full, (10,))
+    with pytest.raises(DataError, match="no training images"):
+        data.without_labels(full, tuple(range(10)))
 
 
 def test_anomaly_detection_beats_chance_on_digits(tmp_path):
@@ -60,8 +65,8 @@ def test_anomaly_detection_beats_chance_on_digits(tmp_path):
     above chance (0.5). Measured 0.98 for class 0 (class 1, a subset of other strokes, gets only 0.67), so
     0.75 leaves room for seed-to-seed variation."""
     trained = applications.train_without(_config("ae", 600), str(tmp_path / "ae"), 0)
-    assert 0 not in trained.dataset.train_labels
-    result = applications.anomaly_detection(trained, 0, str(tmp_path / "hist.png"), dataset=data.load("digits"))
+    assert 0 not in trained.dataset.train_labels and 0 in trained.dataset.test_labels
+    result = applications.anomaly_detection(trained, 0, str(tmp_path / "hist.png"))
     assert result["auroc"] > 0.75, result
     assert _is_png(tmp_path / "hist.png")
 
