@@ -61,32 +61,31 @@ class Judge:
 
 
 # ----------------------------------------------------------------------------- the two sides
-def _config(kind):
+def _config(kind, overrides=()):
+    """configs/KIND.py with `overrides`: (dotted key, value) pairs, e.g. ("gan.ema_decay", 0.0)."""
     spec = importlib.util.spec_from_file_location(kind, os.path.join(ROOT, "configs", f"{kind}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
-
-
-def run_jax(kind, steps, workdir, seed=0, overrides=()):
-    """Trains configs/KIND.py on MNIST; returns (samples [N, 28, 28, 1] in [0, 1], labels or None, images/s).
-
-    overrides: (dotted key, value) pairs applied to the config, e.g. ("gan.ema_decay", 0.0).
-    """
-    from gen_jax.loop import train
-    from gen_jax.sample import load_run
-    config = _config(kind)
+    config = module.get_config()
     for key, value in overrides:
         section, _, field = key.rpartition(".")
         (config[section] if section else config)[field] = value
+    return config
+
+
+def run_jax(config, steps, workdir):
+    """Trains `config` (a configs/KIND.py) on MNIST; returns (samples [N, 28, 28, 1] in [0, 1], labels or None,
+    images/s)."""
+    from gen_jax.loop import train
+    from gen_jax.sample import load_run
     config.data.source = f"idx:{MNIST}"
-    config.seed = seed
     config.train.update(steps=steps, log_every=100, sample_every=max(steps // 6, 1), checkpoint_every=steps,
                         progress=False)
     config.eval.num_samples = 1000
+    seed = config.seed
     summary = train(config, workdir)
     if summary["interrupted"] or summary["step"] != steps:
-        raise SystemExit(f"gen_jax {kind} stopped at step {summary['step']} (signal {summary['interrupted']})")
+        raise SystemExit(f"gen_jax run {workdir} stopped at step {summary['step']} (signal {summary['interrupted']})")
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         speeds = [row["images_per_sec"] for row in map(json.loads, f) if "images_per_sec" in row]
     _, _, task, state, _ = load_run(workdir)
@@ -94,13 +93,15 @@ def run_jax(kind, steps, workdir, seed=0, overrides=()):
     return images, labels, float(np.median(speeds))
 
 
-def run_torch(kind, steps, x01, labels, seed=0, threads=None):
-    """Trains the seed's KIND with torch_seed.train_gan, with the optimizer settings of configs/KIND.py (so both
-    sides train the same way); returns (samples in [0, 1], labels or None, images/s)."""
-    optim = _config(kind).optim_d
+def run_torch(kind, config, steps, x01, labels, threads=None):
+    """Trains the seed's KIND with torch_seed.train_gan the way `config` trains gen_jax's (optimizer settings,
+    seed, and a spectrally normalised discriminator when the config has one); returns (samples in [0, 1],
+    labels or None, images/s)."""
+    optim, seed = config.optim_d, config.seed
     betas = (optim.b1, optim.b2) if optim.name == "adam" else None
     sampler, ips = torch_seed.train_gan(kind, x01 * 2 - 1, labels, steps=steps, batch_size=64, seed=seed,
-                                        lr=optim.learning_rate, betas=betas, num_threads=threads)
+                                        lr=optim.learning_rate, betas=betas, num_threads=threads,
+                                        spectral_norm=config.discriminator.get("spectral_norm", False))
     wanted = np.arange(NUM_SAMPLES) % 10 if kind == "cgan" else None
     chunks = [sampler(1000, labels=None if wanted is None else wanted[i:i + 1000], seed=seed + 1 + i)
               for i in range(0, NUM_SAMPLES, 1000)]
@@ -117,7 +118,8 @@ def main(argv=None):
                         help="the judge: a gen_jax.classifier folder (trained there when absent)")
     parser.add_argument("--out", default="", help="append results as JSON lines here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="gen_jax config override (Python literal), e.g. --set gan.ema_decay=0.0")
+                        help="config override (Python literal) for both sides, e.g. --set seed=1 (the torch side "
+                             "follows optimizer settings, seed and discriminator.spectral_norm)")
     args = parser.parse_args(argv)
     import ast
     overrides = [(k, ast.literal_eval(v)) for k, _, v in (item.partition("=") for item in args.set)]
@@ -129,13 +131,14 @@ def main(argv=None):
     for kind in args.kinds.split(","):
         for side in args.sides.split(","):
             start = time.perf_counter()
+            config = _config(kind, overrides)
             if side == "jax":
-                images, labels, ips = run_jax(kind, args.steps, tempfile.mkdtemp(prefix=f"gan_mnist_{kind}_"),
-                                              overrides=overrides)
+                images, labels, ips = run_jax(config, args.steps, tempfile.mkdtemp(prefix=f"gan_mnist_{kind}_"))
             else:
-                images, labels, ips = run_torch(kind, args.steps, x_train, y_train, threads=args.threads)
+                images, labels, ips = run_torch(kind, config, args.steps, x_train, y_train, threads=args.threads)
             row = {"kind": kind, "side": side, "steps": args.steps, "images_per_sec": round(ips, 1),
-                   **({"overrides": dict(overrides)} if side == "jax" and overrides else {}),
+                   "spectral_norm": bool(config.discriminator.get("spectral_norm", False)),
+                   **({"overrides": dict(overrides)} if overrides else {}),
                    "wall_s": round(time.perf_counter() - start), **judge.score(images, labels),
                    "backend": jax.default_backend() if side == "jax" else "torch-cpu"}
             print(json.dumps(row), flush=True)

@@ -601,7 +601,7 @@ def _wgan_g_step(g, critic, opt_g, z):
 
 def train_gan(kind, x_m11, labels=None, *, steps, batch_size=64, seed=0, latent_dim=100, lr=None,
               betas=None, n_classes=10, n_critic=5, clip_value=0.01, gp_lambda=10.0, num_threads=None,
-              warmup=20):
+              warmup=20, spectral_norm=False):
     """Trains a seed GAN on x_m11 (float32 [N, H, W, C] in [-1, 1]); labels (int [N]) are needed for "cgan".
 
     Args:
@@ -609,6 +609,8 @@ def train_gan(kind, x_m11, labels=None, *, steps, batch_size=64, seed=0, latent_
         "wgan_gp" (Adam, gradient penalty); the WGANs take n_critic critic steps per generator step.
       steps: GENERATOR steps. Every discriminator/critic step draws a fresh real batch.
       lr, betas: None picks the per-kind default in GAN_DEFAULTS (betas are ignored by RMSprop).
+      spectral_norm: wrap every Linear/Conv2d of the discriminator in torch's spectral_norm (one power
+        iteration per forward pass), as gen_jax's discriminator.spectral_norm.
     Returns:
       (GanSampler, images/s) where images/s counts real images drawn per second (n_critic * batch_size per
       generator step for the WGANs, batch_size otherwise), excluding the first `warmup` generator steps.
@@ -619,6 +621,10 @@ def train_gan(kind, x_m11, labels=None, *, steps, batch_size=64, seed=0, latent_
     if kind == "cgan" and labels is None:
         raise ValueError("cgan needs labels")
     g, d = make_gan(kind, image_shape, latent_dim, n_classes)
+    if spectral_norm:
+        for name, module in list(d.named_modules()):
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.utils.parametrizations.spectral_norm(module)
     opt_name, default_lr, default_betas = GAN_DEFAULTS[kind]
     lr, betas = lr or default_lr, betas or default_betas
     opt_g = _optimizer(g.parameters(), opt_name, lr, betas)

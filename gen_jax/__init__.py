@@ -6,7 +6,7 @@ Pure Flax modules (`gen_jax.models`), per-example losses (`gen_jax.losses`), tra
 (`gen_jax.gan`), autoencoder applications (`gen_jax.applications`), and evaluation (`gen_jax.metrics`,
 `gen_jax.classifier`, `gen_jax.evaluate`).
 """
-from gen_jax import data, losses, models, steps, train_state, vae
+from gen_jax import data, gan, losses, models, steps, train_state, vae
 from gen_jax.errors import CheckpointError, ConfigError, DataError, UserError
 
 __version__ = "0.1.0"

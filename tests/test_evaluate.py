@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gen_jax import classifier, data, evaluate
-from gen_jax.config import vae_config
+from gen_jax.config import gan_config, vae_config
 from gen_jax.errors import ConfigError, UserError
 from gen_jax.loop import train
 
@@ -166,3 +166,22 @@ def test_training_with_a_missing_classifier_fails_before_training(tmp_path):
     config.eval.classifier_dir = str(tmp_path / "none")
     with pytest.raises(UserError, match="no classifier"):
         train(config, str(tmp_path / "run"))
+
+
+def test_gan_training_scores_its_samples_in_classifier_space(tmp_path, classifier_dir):
+    """The GAN task plugs into the same eval hook: a conditional GAN's samples get FID and label accuracy."""
+    config = gan_config()
+    config.gan.conditional = True
+    config.generator.hidden_dims = (32,)
+    config.discriminator.hidden_dims = (32,)
+    config.data.batch_size = 64
+    config.train.update(steps=20, log_every=10, sample_every=20, checkpoint_every=20, eval_every=10, progress=False)
+    config.eval.update(classifier_dir=classifier_dir, num_samples=100, best_metric="fid")
+    workdir = str(tmp_path / "gan")
+    summary = train(config, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        evals = [row for row in map(json.loads, f) if "eval/fid" in row]
+    assert [row["step"] for row in evals] == [10, 20]
+    assert all(0.0 <= row["eval/label_accuracy"] <= 1.0 and row["eval/num_samples"] == 100 for row in evals)
+    assert np.isfinite(summary["eval"]["fid"])
+    assert json.loads(open(os.path.join(workdir, "best.json")).read())["metric"] == "fid"

@@ -155,6 +155,10 @@ def test_minibatch_stddev_matches_formula():
     stat = np.sqrt(groups.var(axis=1) + 1e-8).reshape(2, -1).mean(-1)
     np.testing.assert_allclose(out[..., :2], x)
     np.testing.assert_allclose(out[..., 2], np.repeat(stat, 4)[:, None, None] * np.ones((8, 3, 3)), rtol=1e-5)
+    # an evaluation batch of 6 is not divisible by 4: groups of gcd(4, 6) = 2
+    out6 = np.asarray(layers.MinibatchStddev(4).apply({}, x[:6]))
+    stat6 = np.sqrt(x[:6].reshape(3, 2, 3, 3, 2).var(axis=1) + 1e-8).reshape(3, -1).mean(-1)
+    np.testing.assert_allclose(out6[..., 2], np.repeat(stat6, 2)[:, None, None] * np.ones((6, 3, 3)), rtol=1e-5)
 
 
 @pytest.mark.parametrize("option", ["minibatch_discrimination", "minibatch_stddev"])

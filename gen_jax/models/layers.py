@@ -7,6 +7,7 @@ one device computes on the same global batch. With axis_name=None they are ordin
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -185,17 +186,16 @@ class MinibatchStddev(nn.Module):
     """Minibatch standard deviation (Karras et al. 2018, sec. 3): appends one feature, the average over
     features of the per-feature standard deviation within groups of `group_size` consecutive examples.
 
-    Works on [B, F] or [B, H, W, C] (adds one constant channel). Groups are contiguous rows, so with a
-    per-device batch divisible by group_size a sharded run forms the same groups as one device.
+    Works on [B, F] or [B, H, W, C] (adds one constant channel). A batch B not divisible by group_size (an
+    evaluation batch) uses groups of gcd(group_size, B). Groups are contiguous rows, so with a per-device
+    batch divisible by group_size a sharded run forms the same groups as one device.
     """
 
     group_size: int = 4
 
     @nn.compact
     def __call__(self, x):
-        g = min(self.group_size, x.shape[0])
-        if x.shape[0] % g:
-            raise ValueError(f"minibatch stddev: batch {x.shape[0]} not divisible by group size {g}")
+        g = math.gcd(self.group_size, x.shape[0])
         groups = x.reshape(x.shape[0] // g, g, *x.shape[1:])
         std = jnp.sqrt(jnp.var(groups, axis=1) + 1e-8)             # [B/g, ...]
         stat = jnp.mean(std.reshape(std.shape[0], -1), axis=-1)  # [B/g]
