@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -25,6 +24,7 @@ sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
 
+import benchmarks  # noqa: E402
 from benchmarks import torch_seed as ts  # noqa: E402
 from configs import ae, conv_vae, denoising_ae, sparse_ae  # noqa: E402
 from configs import vae as vae_cfg  # noqa: E402
@@ -90,16 +90,6 @@ def _torch_iwae(model, images, *, num_samples, seed=0, chunk=100):
     return float(np.concatenate(out).mean())
 
 
-def _commit():
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-        return head + ("+uncommitted changes" if dirty.strip() else "")
-    except OSError:
-        return "unknown"
-
-
 def run(args, r: dict) -> dict:
     """Fills the sections of `r` that are missing (or named in args.redo), saving after each one."""
     import torch
@@ -108,7 +98,7 @@ def run(args, r: dict) -> dict:
     mnist = data.load(source)
     w = lambda name: os.path.join(args.workdir, name)
     r.update(steps=args.steps, anomaly_steps=args.anomaly_steps, conv_steps=args.conv_steps,
-             iwae_images=args.iwae_images, commit=_commit(), jax=jax.__version__, torch=torch.__version__,
+             iwae_images=args.iwae_images, commit=benchmarks.commit(), jax=jax.__version__, torch=torch.__version__,
              devices=str(jax.devices()), torch_threads=args.threads)
     start = time.perf_counter() - r.get("seconds", 0.0)
     probe_n = 10000  # training codes for the linear probe

@@ -32,6 +32,7 @@ sys.path.insert(0, ROOT)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+import benchmarks  # noqa: E402
 from benchmarks import torch_seed  # noqa: E402
 from gen_jax import classifier as classifier_lib  # noqa: E402
 from gen_jax import data, evaluate  # noqa: E402
@@ -108,6 +109,21 @@ def run_torch(kind, config, steps, x01, labels, threads=None):
     return (np.concatenate(chunks) + 1) / 2, wanted, ips
 
 
+def report(path: str) -> str:
+    """A markdown table of the JSON lines in `path`: each kind's sides beside each other."""
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    out = ["| config | side | spectral norm | FID | KID | precision | recall | classes (>1%) | class KL | "
+           "label acc. | images/s | commit |", "|---" * 12 + "|"]
+    for r in rows:
+        side = "gen_jax" if r["side"] == "jax" else "PyTorch seed"
+        acc = f"{r['label_accuracy']:.3f}" if "label_accuracy" in r else "-"
+        out.append(f"| {r['kind']} | {side} | {'yes' if r.get('spectral_norm') else 'no'} | {r['fid']:.1f} | "
+                   f"{r['kid']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['classes_covered']} | "
+                   f"{r['class_kl']:.3f} | {acc} | {r['images_per_sec']:.0f} | {r.get('commit', '?')} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", default="gan,dcgan", help="comma-separated: gan,dcgan,cgan,wgan,wgan_gp")
@@ -120,7 +136,11 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override (Python literal) for both sides, e.g. --set seed=1 (the torch side "
                              "follows optimizer settings, seed and discriminator.spectral_norm)")
+    parser.add_argument("--report", default="", help="print the results in FILE (JSON lines) as a table, and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(args.report))
+        return
     import ast
     overrides = [(k, ast.literal_eval(v)) for k, _, v in (item.partition("=") for item in args.set)]
 
@@ -136,7 +156,8 @@ def main(argv=None):
                 images, labels, ips = run_jax(config, args.steps, tempfile.mkdtemp(prefix=f"gan_mnist_{kind}_"))
             else:
                 images, labels, ips = run_torch(kind, config, args.steps, x_train, y_train, threads=args.threads)
-            row = {"kind": kind, "side": side, "steps": args.steps, "images_per_sec": round(ips, 1),
+            row = {"kind": kind, "side": side, "commit": benchmarks.commit(), "steps": args.steps,
+                   "images_per_sec": round(ips, 1),
                    "spectral_norm": bool(config.discriminator.get("spectral_norm", False)),
                    **({"overrides": dict(overrides)} if overrides else {}),
                    "wall_s": round(time.perf_counter() - start), **judge.score(images, labels),

@@ -37,13 +37,19 @@ def _batch_norm(train: bool, eps: float, axis_name: str | None):
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=eps, axis_name=axis_name)
 
 
+def _label_embedding(num_classes: int) -> nn.Embed:
+    """The seed's nn.Embedding(n_classes, n_classes), with PyTorch's N(0, 1) init: Flax's default (std ~0.3)
+    makes the label a weak input beside 100 N(0, 1) noise values and halved the label accuracy on MNIST."""
+    return nn.Embed(num_classes, num_classes, embedding_init=nn.initializers.normal(1.0), name="label_embedding")
+
+
 def _with_label(z, labels, num_classes: int):
     """The seed's conditioning: [label embedding (num_classes wide), z]."""
     if not num_classes:
         return z
     if labels is None:
         raise ValueError("a conditional network needs labels")
-    return jnp.concatenate([nn.Embed(num_classes, num_classes, name="label_embedding")(labels), z], axis=-1)
+    return jnp.concatenate([_label_embedding(num_classes)(labels), z], axis=-1)
 
 
 def _check_conditioning(conditioning: str) -> None:
@@ -155,7 +161,7 @@ class MLPDiscriminator(nn.Module):
         _check_conditioning(self.conditioning)
         h = x.reshape(x.shape[0], -1)
         if self.num_classes and self.conditioning == "concat":
-            h = jnp.concatenate([h, nn.Embed(self.num_classes, self.num_classes, name="label_embedding")(labels)], -1)
+            h = jnp.concatenate([h, _label_embedding(self.num_classes)(labels)], -1)
         for i, width in enumerate(self.hidden_dims):
             h = layers.Dense(width, spectral_norm=self.spectral_norm)(h, update_stats=train)
             if i > 0 and self.dropout:
