@@ -113,12 +113,13 @@ def report(path: str) -> str:
     """A markdown table of the JSON lines in `path`: each kind's sides beside each other."""
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    out = ["| config | side | spectral norm | FID | KID | precision | recall | classes (>1%) | class KL | "
-           "label acc. | images/s | commit |", "|---" * 12 + "|"]
+    out = ["| config | side | seed | spectral norm | FID | KID | precision | recall | classes (>1%) | class KL | "
+           "label acc. | images/s | commit |", "|---" * 13 + "|"]
     for r in rows:
         side = "gen_jax" if r["side"] == "jax" else "PyTorch seed"
         acc = f"{r['label_accuracy']:.3f}" if "label_accuracy" in r else "-"
-        out.append(f"| {r['kind']} | {side} | {'yes' if r.get('spectral_norm') else 'no'} | {r['fid']:.1f} | "
+        seed = r.get("overrides", {}).get("seed", 0)
+        out.append(f"| {r['kind']} | {side} | {seed} | {'yes' if r.get('spectral_norm') else 'no'} | {r['fid']:.1f} | "
                    f"{r['kid']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['classes_covered']} | "
                    f"{r['class_kl']:.3f} | {acc} | {r['images_per_sec']:.0f} | {r.get('commit', '?')} |")
     return "\n".join(out)
