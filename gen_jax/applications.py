@@ -3,6 +3,7 @@ writes a picture, and each is reachable from the command line:
 
   python -m gen_jax.applications reduce   --workdir=DIR [--out=PNG]   # 2-D scatter, AE vs PCA, linear probe
   python -m gen_jax.applications anomaly  --config=configs/ae.py --held_out=0,1 --workdir=ROOT [--steps=N]
+                                          [--score=reconstruction|code_knn]
   python -m gen_jax.applications denoise  --workdir=DIR [--noise_factor=0.5]
   python -m gen_jax.applications generate --workdir=DIR                # prior samples, interpolations, classes
   python -m gen_jax.applications compress --workdir=DIR1 --workdir=DIR2 ...   # PSNR against code bits
@@ -189,25 +190,56 @@ def auroc(scores, is_anomaly) -> float:
     return float(roc_auc_score(np.asarray(is_anomaly, bool), np.asarray(scores, np.float64)))
 
 
+def knn_cosine_distance(queries, references, *, k: int = 5, batch_size: int = 500) -> np.ndarray:
+    """Mean cosine distance [N] from each query row to its k nearest reference rows (exact, in chunks)."""
+    refs = _unit_rows(jnp.asarray(references, jnp.float32))
+    k = min(k, refs.shape[0])
+    return tasks.batched(lambda i, q: _knn_cosine(jnp.asarray(q, jnp.float32), refs, k), queries, batch_size)
+
+
+def _unit_rows(x):
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _knn_cosine(queries, unit_refs, k: int):
+    return 1.0 - jnp.mean(jax.lax.top_k(_unit_rows(queries) @ unit_refs.T, k)[0], axis=1)
+
+
+ANOMALY_SCORES = ("reconstruction", "code_knn")
+
+
 def anomaly_detection(trained: Trained, anomaly_label: int, out_png: str, *, key=None,
-                      dataset: data.Dataset | None = None) -> dict:
+                      dataset: data.Dataset | None = None, score: str = "reconstruction", k: int = 5) -> dict:
     """Scores the test split (anomaly = images of class `anomaly_label`), returns AUROC, writes a histogram.
 
+    score='reconstruction': squared reconstruction error (autoencoder) or negative ELBO (VAE).
+    score='code_knn': mean cosine distance of the image's code to its k nearest training codes (the learned
+    features as a novelty detector; reconstruction error calls simple unseen digits such as 1s normal).
     `trained` should not have seen `anomaly_label` in training (see `train_without`). `dataset` defaults to
-    the model's own (whose test split keeps every class).
+    the model's own (whose training split lacks the held-out class and whose test split keeps every class).
     """
     ds = dataset or trained.dataset
     key = jax.random.key(0) if key is None else key
-    scores = trained.anomaly_scores(ds.test_images, key, ds.test_labels)
+    if score == "reconstruction":
+        scores = trained.anomaly_scores(ds.test_images, key, ds.test_labels)
+        axis_label = "negative ELBO (nats)" if trained.kind == "vae" else "squared reconstruction error"
+    elif score == "code_knn":
+        normal = ds.train_labels != anomaly_label
+        scores = knn_cosine_distance(trained.encode(ds.test_images, ds.test_labels),
+                                     trained.encode(ds.train_images[normal], ds.train_labels[normal]), k=k)
+        axis_label = f"mean cosine distance to the {k} nearest training codes"
+    else:
+        raise ValueError(f"unknown anomaly score {score!r}: use one of {ANOMALY_SCORES}")
     is_anomaly = ds.test_labels == anomaly_label
-    result = {"anomaly_label": int(anomaly_label), "auroc": auroc(scores, is_anomaly),
+    result = {"anomaly_label": int(anomaly_label), "score": score, "auroc": auroc(scores, is_anomaly),
               "num_anomalies": int(is_anomaly.sum()), "num_normal": int((~is_anomaly).sum())}
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.histogram_bin_edges(scores, bins=50)
     ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, density=True, label="normal (trained classes)")
     ax.hist(scores[is_anomaly], bins=bins, alpha=0.6, density=True, label=f"anomaly (class {anomaly_label})")
-    ax.set_xlabel("negative ELBO (nats)" if trained.kind == "vae" else "squared reconstruction error")
+    ax.set_xlabel(axis_label)
     ax.set_title(f"held-out class {anomaly_label}: AUROC {result['auroc']:.3f}", fontsize=10)
     ax.legend(fontsize=8)
     _save(fig, out_png)
@@ -349,6 +381,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="", help="anomaly: config file to train without each held-out class")
     parser.add_argument("--held_out", default="0", help="anomaly: comma-separated classes to hold out")
     parser.add_argument("--steps", type=int, default=0, help="anomaly: override train.steps")
+    parser.add_argument("--score", default="reconstruction", choices=ANOMALY_SCORES,
+                        help="anomaly: reconstruction error / negative ELBO, or kNN distance between codes")
     parser.add_argument("--source", default="", help="anomaly: override data.source (e.g. idx:DIR)")
     parser.add_argument("--corruption", default="gaussian", choices=["gaussian", "masking"])
     parser.add_argument("--noise_factor", type=float, default=0.3)
@@ -387,7 +421,8 @@ def _anomaly_cli(args) -> dict:
     for label in (int(c) for c in args.held_out.split(",")):
         workdir = os.path.join(args.workdir[0], f"without_{label}")
         trained = train_without(config, workdir, label)
-        rows.append(anomaly_detection(trained, label, os.path.join(workdir, "anomaly_histogram.png")))
+        rows.append(anomaly_detection(trained, label, os.path.join(workdir, f"anomaly_{args.score}.png"),
+                                      score=args.score))
     return {"per_class": rows, "mean_auroc": float(np.mean([r["auroc"] for r in rows]))}
 
 
