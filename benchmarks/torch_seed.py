@@ -308,9 +308,11 @@ def clip_weights(model, clip_value):
         p.data.clamp_(-clip_value, clip_value)
 
 
-def gradient_penalty(critic, real, fake):
-    """WGAN-GP penalty (Gulrajani et al. 2017): mean (||grad critic(x_hat)||_2 - 1)^2 on random interpolates."""
-    alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)))
+def gradient_penalty(critic, real, fake, alpha=None):
+    """WGAN-GP penalty (Gulrajani et al. 2017): mean (||grad critic(x_hat)||_2 - 1)^2 on random interpolates
+    (alpha ~ U[0, 1] per example unless given, shaped [B, 1, ...])."""
+    if alpha is None:
+        alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)))
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     grads, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grads.reshape(grads.size(0), -1).norm(2, dim=1) - 1) ** 2).mean()

@@ -106,3 +106,44 @@ def test_load_mnist_idx_reads_header(tmp_path):
     with gzip.open(path, "wb") as f:
         f.write(header + images.tobytes())
     np.testing.assert_array_equal(ts.load_mnist_idx(str(path)), images)
+
+
+def test_wgan_gp_critic_loss_and_gradients_match_gen_jax():
+    """Same weights, batch and interpolation weights: the seed critic's Wasserstein loss + 10 x GP and its
+    parameter gradients (a second-order autodiff) equal gen_jax's (`losses`, `MLPDiscriminator`)."""
+    import jax
+    import jax.numpy as jnp
+
+    from gen_jax import losses
+    from gen_jax.models import gan
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (16, 8, 8, 1)).astype(np.float32)
+    fake = np.tanh(rng.normal(size=(16, 8, 8, 1))).astype(np.float32)
+    critic, key = gan.MLPDiscriminator(), jax.random.key(3)
+    params = critic.init(jax.random.key(0), jnp.asarray(real))["params"]
+
+    def loss_fn(p):
+        score = lambda x: critic.apply({"params": p}, x)[0]
+        adv = jnp.mean(losses.discriminator_loss(real_logits=score(real), fake_logits=score(fake), kind="wasserstein"))
+        return adv + 10.0 * jnp.mean(losses.gradient_penalty(score, real=real, fake=fake, key=key))
+
+    jax_loss, jax_grads = jax.value_and_grad(loss_fn)(params)
+    seed_critic = ts.Discriminator(64, sigmoid=False)
+    linears = [m for m in seed_critic.model if isinstance(m, torch.nn.Linear)]
+    dense = [params["Dense_0"], params["Dense_1"], params["Dense_2"], params["_Head_0"]["Dense_0"]]
+    grads = [jax_grads["Dense_0"], jax_grads["Dense_1"], jax_grads["Dense_2"], jax_grads["_Head_0"]["Dense_0"]]
+    with torch.no_grad():
+        for linear, p in zip(linears, dense):
+            linear.weight.copy_(torch.from_numpy(np.asarray(p["kernel"]).T.copy()))
+            linear.bias.copy_(torch.from_numpy(np.asarray(p["bias"])))
+    real_t, fake_t = torch.from_numpy(real), torch.from_numpy(fake)
+    # gen_jax's interpolation weights (losses.gradient_penalty draws them from `key`), fed to the seed's GP
+    alpha = torch.from_numpy(np.asarray(jax.random.uniform(key, (16, 1, 1, 1))))
+    ones = torch.ones(16, 1)
+    loss = (ts.wasserstein_loss(seed_critic(real_t), -ones) + ts.wasserstein_loss(seed_critic(fake_t), ones)
+            + 10 * ts.gradient_penalty(seed_critic, real_t, fake_t, alpha))
+    loss.backward()
+    assert float(loss) == pytest.approx(float(jax_loss), rel=1e-5)
+    for linear, g in zip(linears, grads):
+        np.testing.assert_allclose(np.asarray(g["kernel"]), linear.weight.grad.numpy().T, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(g["bias"]), linear.bias.grad.numpy(), rtol=1e-4, atol=1e-6)
