@@ -1,7 +1,7 @@
 """Applications of trained autoencoders (gen_jax.applications): each returns numbers and writes a PNG.
 
 One small autoencoder and one small VAE are trained on digits through the one loop (module fixtures); the
-anomaly test trains an autoencoder without one class, via an IDX export of the data set.
+anomaly test trains an autoencoder without one class (data.exclude_labels) and scores it both ways.
 """
 import importlib
 import json
