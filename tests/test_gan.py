@@ -368,9 +368,11 @@ def test_conditional_step_and_sampling():
     np.testing.assert_array_equal(gan.balanced_labels(20, 10), np.arange(20) % 10)
 
 
-def test_conv_same_matches_lax_conv_and_its_gradients():
-    x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3))
-    k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 3, 4), (3, 3, 5, 2), (5, 5, 2, 2)])
+def test_conv_same_matches_lax_conv_and_its_gradients(kernel_shape):
+    """Both kernel-gradient branches (fewer input or fewer output channels) and a 5x5 kernel."""
+    x = jax.random.normal(jax.random.key(0), (2, 6, 5, kernel_shape[2]))
+    k = jax.random.normal(jax.random.key(1), kernel_shape)
     reference = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
                                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(layers.conv_same(x, k), reference(x, k), rtol=1e-5, atol=1e-5)

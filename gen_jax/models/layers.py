@@ -83,11 +83,34 @@ def _conv(x, kernel, strides=(1, 1), padding="SAME"):
 def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Stride-1 'SAME' NHWC convolution (odd kernel sizes) with a fast kernel gradient on XLA:CPU.
 
-    XLA:CPU computes a convolution's kernel gradient as a convolution with a huge (H x W) window, ~40x
-    slower than the forward pass for a DCGAN generator's 28x28x128 maps; here it is an im2col matmul, and the
-    input gradient is the forward convolution with the flipped kernel. Same values as `lax.conv_general_dilated`.
+    XLA:CPU computes a convolution's kernel gradient as a convolution with a huge (H x W) window, ~14x
+    slower than the forward pass for a DCGAN generator's 28x28 128 -> 64 conv; here it is one matmul per
+    kernel tap (`_kernel_grad`), and the input gradient is the forward convolution with the flipped kernel.
+    Same values as `lax.conv_general_dilated`.
     """
     return _conv(x, kernel)
+
+
+def _shift(x: jax.Array, di: int, dj: int) -> jax.Array:
+    """out[n, h, w] = x[n, h + di, w + dj], zero outside x: one pad op, no padded copy to slice."""
+    return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (-di, di, 0), (-dj, dj, 0), (0, 0, 0)])
+
+
+def _kernel_grad(x: jax.Array, g: jax.Array, kernel_shape) -> jax.Array:
+    """d(sum g * conv_same(x, k)) / dk: tap (i, j) is shift(x, i - ci, j - cj)^T g = x^T shift(g, ci - i, cj - j).
+
+    The operand with fewer channels is the one shifted (9 copies of it instead of an im2col matrix of the
+    other, which XLA:CPU concatenates at ~1 GB/s), and each matmul puts the small side first: measured 148 ms
+    instead of 381 (im2col) and 2040 (XLA) for 64 x 28 x 28 x 128 -> 64, 3 ms instead of 27 for 64 -> 1.
+    """
+    kh, kw, cin, cout = kernel_shape
+    taps = [(i - kh // 2, j - kw // 2) for i in range(kh) for j in range(kw)]
+    xs, gs = x.reshape(-1, cin), g.reshape(-1, cout)
+    if cin <= cout:
+        grads = [_shift(x, di, dj).reshape(-1, cin).T @ gs for di, dj in taps]
+    else:
+        grads = [(_shift(g, -di, -dj).reshape(-1, cout).T @ xs).T for di, dj in taps]
+    return jnp.stack(grads).reshape(kernel_shape)
 
 
 def _conv_same_fwd(x, kernel):
@@ -96,13 +119,8 @@ def _conv_same_fwd(x, kernel):
 
 def _conv_same_bwd(residuals, g):
     x, kernel = residuals
-    kh, kw, cin, cout = kernel.shape
-    height, width = x.shape[1:3]
     grad_x = _conv(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
-    padded = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
-    cols = jnp.concatenate([padded[:, i:i + height, j:j + width] for i in range(kh) for j in range(kw)], axis=-1)
-    grad_kernel = (g.reshape(-1, cout).T @ cols.reshape(-1, kh * kw * cin)).T.reshape(kernel.shape)
-    return grad_x, grad_kernel
+    return grad_x, _kernel_grad(x, g, kernel.shape)
 
 
 conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
@@ -131,7 +149,7 @@ class Conv(nn.Module):
         padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
         odd = all(k % 2 for k in self.kernel_size)
         if padding == "SAME" and tuple(self.strides) == (1, 1) and odd and jax.default_backend() == "cpu":
-            y = conv_same(x, kernel)  # same values; a ~5x faster kernel gradient on XLA:CPU
+            y = conv_same(x, kernel)  # same values; a 3-14x faster kernel gradient on XLA:CPU
         else:
             y = _conv(x, kernel, self.strides, padding)
         return y + self.param("bias", nn.initializers.zeros, (self.features,))
