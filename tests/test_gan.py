@@ -15,6 +15,7 @@ import pytest
 
 from gen_jax import gan, losses, models, steps
 from gen_jax.config import optimizer_config
+from gen_jax.errors import ConfigError
 from gen_jax.models import gan as gan_models
 from gen_jax.models import layers
 from gen_jax.tasks import make_optimizer
@@ -379,3 +380,27 @@ def test_conv_same_matches_lax_conv_and_its_gradients(kernel_shape):
     loss = lambda conv: (lambda x, k: jnp.sum(jnp.sin(conv(x, k))))
     for got, want in zip(jax.grad(loss(layers.conv_same), (0, 1))(x, k), jax.grad(loss(reference), (0, 1))(x, k)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layer, x", [
+    (layers.Dense(300, weight_init="torch"), np.ones((2, 400), np.float32)),
+    (layers.Conv(300, (3, 3), weight_init="torch"), np.ones((2, 5, 5, 40), np.float32))])
+def test_torch_init_is_pytorchs_default(layer, x):
+    """Kernel and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as nn.Linear / nn.Conv2d (fan_in 400, 3 * 3 * 40)."""
+    params = layer.init(jax.random.key(0), x)["params"]
+    bound = 1 / np.sqrt(400 if x.ndim == 2 else 9 * 40)
+    kernel, bias = np.asarray(params["kernel"]), np.asarray(params["bias"])
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)
+    np.testing.assert_allclose(np.abs(bias).mean(), bound / 2, rtol=0.15)
+
+
+def test_weight_init_option_reaches_every_layer_and_rejects_unknown_names():
+    generator = models.create("dcgan_generator", image_shape=(8, 8, 1), weight_init="torch")
+    params = generator.init(jax.random.key(0), jnp.zeros((2, 100)))["params"]
+    biases = [p for path, p in jax.tree_util.tree_leaves_with_path(params) if "bias" in jax.tree_util.keystr(path)
+              and "BatchNorm" not in jax.tree_util.keystr(path)]
+    assert len(biases) == 4 and all(np.abs(np.asarray(b)).max() > 0 for b in biases)  # Flax's biases start at 0
+    with pytest.raises(ConfigError, match="weight_init must be one of"):
+        models.create("mlp_discriminator", image_shape=(8, 8, 1), weight_init="xavier").init(
+            jax.random.key(0), jnp.zeros((2, 8, 8, 1)))

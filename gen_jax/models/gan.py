@@ -11,6 +11,8 @@ Every module has an `axis_name` (None by default): the step factory clones the m
 BatchNorm uses global-batch statistics and dropout / minibatch layers see the global batch.
 PyTorch's BatchNorm momentum 0.1 is Flax's momentum 0.9. The seed's `BatchNorm2d(C, 0.8)` passes 0.8 as the
 *epsilon*; `bn_eps=0.8` reproduces that quirk for parity with the seed (use 1e-5 for textbook BatchNorm).
+`weight_init` picks the Dense/Conv initialisation: 'flax' (the default) or 'torch' (the seed's), see
+`layers.initializers`.
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class MLPGenerator(nn.Module):
     hidden_dims: Sequence[int] = (128, 256, 512)
     batch_norm: bool = False
     bn_eps: float = 0.8
+    weight_init: str = "flax"
     num_classes: int = 0
     axis_name: str | None = None
 
@@ -76,11 +79,11 @@ class MLPGenerator(nn.Module):
     def __call__(self, z, labels=None, *, train: bool = False):
         h = _with_label(z, labels, self.num_classes)
         for i, width in enumerate(self.hidden_dims):
-            h = nn.Dense(width)(h)
+            h = layers.Dense(width, weight_init=self.weight_init)(h)
             if self.batch_norm and i > 0:
                 h = _batch_norm(train, self.bn_eps, self.axis_name)(h)
             h = _leaky(h)
-        out = nn.Dense(int(np.prod(self.image_shape)))(h)
+        out = layers.Dense(int(np.prod(self.image_shape)), weight_init=self.weight_init)(h)
         return jnp.tanh(out).reshape(-1, *self.image_shape)
 
 
@@ -96,6 +99,7 @@ class DCGANGenerator(nn.Module):
     base: int = 128
     channels: Sequence[int] = (128, 64)
     bn_eps: float = 0.8
+    weight_init: str = "flax"
     num_classes: int = 0
     axis_name: str | None = None
 
@@ -106,12 +110,14 @@ class DCGANGenerator(nn.Module):
         if height % scale or width % scale:
             raise ConfigError(f"DCGAN generator needs height and width divisible by {scale}, got "
                               f"{tuple(self.image_shape)}")
-        h = nn.Dense(self.base * (height // scale) * (width // scale))(_with_label(z, labels, self.num_classes))
+        h = layers.Dense(self.base * (height // scale) * (width // scale), weight_init=self.weight_init)(
+            _with_label(z, labels, self.num_classes))
         h = _batch_norm(train, 1e-5, self.axis_name)(h.reshape(-1, height // scale, width // scale, self.base))
         for c in self.channels:
             h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)  # nn.Upsample(scale_factor=2): nearest
-            h = _leaky(_batch_norm(train, self.bn_eps, self.axis_name)(layers.Conv(c, (3, 3))(h)))
-        return jnp.tanh(layers.Conv(out_channels, (3, 3))(h))
+            h = layers.Conv(c, (3, 3), weight_init=self.weight_init)(h)
+            h = _leaky(_batch_norm(train, self.bn_eps, self.axis_name)(h))
+        return jnp.tanh(layers.Conv(out_channels, (3, 3), weight_init=self.weight_init)(h))
 
 
 class _Head(nn.Module):
@@ -122,6 +128,7 @@ class _Head(nn.Module):
     minibatch_stddev: int
     num_classes: int
     conditioning: str
+    weight_init: str
     axis_name: str | None
 
     @nn.compact
@@ -131,7 +138,8 @@ class _Head(nn.Module):
         features = h.reshape(h.shape[0], -1)
         if self.minibatch_discrimination:
             features = layers.MinibatchDiscrimination(self.minibatch_discrimination, axis_name=self.axis_name)(features)
-        logits = layers.Dense(1, spectral_norm=self.spectral_norm)(features, update_stats=train)[:, 0]
+        logits = layers.Dense(1, spectral_norm=self.spectral_norm, weight_init=self.weight_init)(
+            features, update_stats=train)[:, 0]
         if self.num_classes and self.conditioning == "projection":  # Miyato & Koyama 2018: + <embed(y), phi(x)>
             embed = nn.Embed(self.num_classes, features.shape[-1], embedding_init=nn.initializers.normal(0.02))
             logits = logits + jnp.sum(embed(labels) * features, axis=-1)
@@ -154,6 +162,7 @@ class MLPDiscriminator(nn.Module):
     spectral_norm: bool = False
     minibatch_discrimination: int = 0
     minibatch_stddev: int = 0
+    weight_init: str = "flax"
     axis_name: str | None = None
 
     @nn.compact
@@ -163,12 +172,13 @@ class MLPDiscriminator(nn.Module):
         if self.num_classes and self.conditioning == "concat":
             h = jnp.concatenate([h, _label_embedding(self.num_classes)(labels)], -1)
         for i, width in enumerate(self.hidden_dims):
-            h = layers.Dense(width, spectral_norm=self.spectral_norm)(h, update_stats=train)
+            h = layers.Dense(width, spectral_norm=self.spectral_norm, weight_init=self.weight_init)(
+                h, update_stats=train)
             if i > 0 and self.dropout:
                 h = layers.Dropout(self.dropout, axis_name=self.axis_name)(h, deterministic=not train)
             h = _leaky(h)
         logits = _Head(self.spectral_norm, self.minibatch_discrimination, self.minibatch_stddev, self.num_classes,
-                       self.conditioning, self.axis_name)(h, labels, train=train)
+                       self.conditioning, self.weight_init, self.axis_name)(h, labels, train=train)
         return logits, h
 
 
@@ -192,6 +202,7 @@ class DCGANDiscriminator(nn.Module):
     spectral_norm: bool = False
     minibatch_discrimination: int = 0
     minibatch_stddev: int = 0
+    weight_init: str = "flax"
     axis_name: str | None = None
 
     @nn.compact
@@ -204,8 +215,8 @@ class DCGANDiscriminator(nn.Module):
             onehot = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)[:, None, None, :]
             h = jnp.concatenate([h, jnp.broadcast_to(onehot, (*x.shape[:3], self.num_classes))], axis=-1)
         for i, c in enumerate(self.channels):
-            h = layers.Conv(c, (3, 3), (2, 2), _HALVING_PADDING, spectral_norm=self.spectral_norm)(
-                h, update_stats=train)
+            h = layers.Conv(c, (3, 3), (2, 2), _HALVING_PADDING, spectral_norm=self.spectral_norm,
+                            weight_init=self.weight_init)(h, update_stats=train)
             h = layers.Dropout(self.dropout, channelwise=True, axis_name=self.axis_name)(_leaky(h),
                                                                                        deterministic=not train)
             if i > 0 and self.norm == "batch":
@@ -213,7 +224,7 @@ class DCGANDiscriminator(nn.Module):
             elif i > 0 and self.norm == "layer":
                 h = nn.LayerNorm()(h)
         logits = _Head(self.spectral_norm, self.minibatch_discrimination, self.minibatch_stddev, self.num_classes,
-                       self.conditioning, self.axis_name)(h, labels, train=train)
+                       self.conditioning, self.weight_init, self.axis_name)(h, labels, train=train)
         return logits, h.reshape(h.shape[0], -1)
 
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gen_jax.errors import ConfigError
 from gen_jax.parallel import local_rows
 
 SPECTRAL = "spectral"  # variable collection of the power-iteration vectors (persistent, not trained)
@@ -57,19 +58,40 @@ def spectral_normalize(module: nn.Module, kernel: jax.Array, *, n_steps: int, up
     return kernel / sigma
 
 
+WEIGHT_INITS = ("flax", "torch")
+
+
+def initializers(weight_init: str, fan_in: int):
+    """(kernel_init, bias_init) of a layer with `fan_in` inputs per output.
+
+    'flax': Flax's default, kernel lecun_normal (std 1/sqrt(fan_in)) and zero bias. 'torch': PyTorch's
+    nn.Linear / nn.Conv2d default, kernel and bias ~ U(+-1/sqrt(fan_in)), a sqrt(3) narrower kernel: what the
+    seed's networks start from (docs/gans.md measures both).
+    """
+    if weight_init == "flax":
+        return nn.initializers.lecun_normal(), nn.initializers.zeros
+    if weight_init == "torch":
+        bound = 1.0 / math.sqrt(fan_in)
+        bias_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+        return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), bias_init
+    raise ConfigError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
+
+
 class Dense(nn.Module):
-    """nn.Dense with an optional spectral normalisation of its kernel."""
+    """nn.Dense with a choice of initialisation (`initializers`) and an optional spectral normalisation."""
 
     features: int
     spectral_norm: bool = False
     power_iterations: int = 1
+    weight_init: str = "flax"
 
     @nn.compact
     def __call__(self, x, *, update_stats: bool = False):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+        kernel_init, bias_init = initializers(self.weight_init, x.shape[-1])
+        kernel = self.param("kernel", kernel_init, (x.shape[-1], self.features))
         if self.spectral_norm:
             kernel = spectral_normalize(self, kernel, n_steps=self.power_iterations, update_stats=update_stats)
-        return x @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
+        return x @ kernel + self.param("bias", bias_init, (self.features,))
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -127,7 +149,7 @@ conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
 class Conv(nn.Module):
-    """NHWC convolution (HWIO kernel) with an optional spectral normalisation of its kernel.
+    """NHWC convolution (HWIO kernel) with a choice of initialisation and an optional spectral normalisation.
 
     `padding` is passed to `lax.conv_general_dilated`: ((1, 1), (1, 1)) reproduces PyTorch's padding=1 for
     stride-2 3x3 convs exactly (Flax 'SAME' pads asymmetrically there).
@@ -139,11 +161,13 @@ class Conv(nn.Module):
     padding: str | Sequence[tuple[int, int]] = "SAME"
     spectral_norm: bool = False
     power_iterations: int = 1
+    weight_init: str = "flax"
 
     @nn.compact
     def __call__(self, x, *, update_stats: bool = False):
         shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        kernel_init, bias_init = initializers(self.weight_init, math.prod(shape[:-1]))
+        kernel = self.param("kernel", kernel_init, shape)
         if self.spectral_norm:
             kernel = spectral_normalize(self, kernel, n_steps=self.power_iterations, update_stats=update_stats)
         padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
@@ -152,7 +176,7 @@ class Conv(nn.Module):
             y = conv_same(x, kernel)  # same values; a 3-14x faster kernel gradient on XLA:CPU
         else:
             y = _conv(x, kernel, self.strides, padding)
-        return y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y + self.param("bias", bias_init, (self.features,))
 
 
 class Dropout(nn.Module):
