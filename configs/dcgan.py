@@ -6,6 +6,8 @@ On the 8x8 digits the generator starts from a 2x2 map. On MNIST (28x28, starts f
   python train.py --config=configs/dcgan.py --workdir=runs/dcgan_mnist \
       --config.data.source=idx:/work/shared/data/mnist
 steps_per_call stays 1: XLA:CPU runs convolutions inside lax.scan far slower.
+Both networks start from PyTorch's initialisation (weight_init='torch'): with Flax's wider default the same
+recipe reached FID 62.9 instead of 47.0 on MNIST at 3000 steps (docs/gans.md).
 """
 from gen_jax.config import gan_config, optimizer_config
 
@@ -17,10 +19,11 @@ def get_config():
     # b1=0.9 the seed's MLP GAN collapses to 1-4 digits by step 3000 on MNIST (benchmarks/gan_mnist.py).
     config.optim_g = optimizer_config(2e-4, b1=0.5)
     config.optim_d = optimizer_config(2e-4, b1=0.5)
-    config.generator = dict(name="dcgan_generator", latent_dim=100, base=128, channels=(128, 64), bn_eps=0.8)
+    config.generator = dict(name="dcgan_generator", latent_dim=100, base=128, channels=(128, 64), bn_eps=0.8,
+                            weight_init="torch")
     config.discriminator = dict(name="dcgan_discriminator", channels=(16, 32, 64, 128), norm="batch", bn_eps=0.8,
                                 dropout=0.25, conditioning="concat", spectral_norm=False,
-                                minibatch_discrimination=0, minibatch_stddev=0)
+                                minibatch_discrimination=0, minibatch_stddev=0, weight_init="torch")
     config.train.steps = 1500
     config.train.steps_per_call = 1
     config.train.log_every = 100

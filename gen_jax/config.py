@@ -99,12 +99,14 @@ def gan_config() -> ml_collections.ConfigDict:
     config.task = "gan"
     config.data.batch_size = 64
     config.generator = ml_collections.ConfigDict(dict(name="mlp_generator", latent_dim=100,
-                                                      hidden_dims=(128, 256, 512), batch_norm=False, bn_eps=0.8))
+                                                      hidden_dims=(128, 256, 512), batch_norm=False, bn_eps=0.8,
+                                                      weight_init="flax"))
     config.discriminator = ml_collections.ConfigDict(dict(
         name="mlp_discriminator", hidden_dims=(512, 256, 128), dropout=0.0, conditioning="concat",
         spectral_norm=False,          # spectral normalisation of every layer (Miyato et al. 2018)
         minibatch_discrimination=0,   # >0: that many minibatch-discrimination kernels (Salimans et al. 2016)
         minibatch_stddev=0,           # >0: minibatch standard deviation over groups of that size (Karras et al.)
+        weight_init="flax",           # 'flax' or 'torch' (PyTorch's layer init), also in `generator`
     ))
     config.gan = ml_collections.ConfigDict(dict(
         loss="bce",                 # bce | lsgan | hinge | wasserstein
