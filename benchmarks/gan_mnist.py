@@ -113,13 +113,16 @@ def report(path: str) -> str:
     """A markdown table of the JSON lines in `path`: each kind's sides beside each other."""
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    out = ["| config | side | seed | spectral norm | FID | KID | precision | recall | classes (>1%) | class KL | "
-           "label acc. | images/s | commit |", "|---" * 13 + "|"]
+    out = ["| config | side | seed | spectral norm | init | FID | KID | precision | recall | classes (>1%) | "
+           "class KL | label acc. | images/s | commit |", "|---" * 14 + "|"]
     for r in rows:
         side = "gen_jax" if r["side"] == "jax" else "PyTorch seed"
         acc = f"{r['label_accuracy']:.3f}" if "label_accuracy" in r else "-"
-        seed = r.get("overrides", {}).get("seed", 0)
-        out.append(f"| {r['kind']} | {side} | {seed} | {'yes' if r.get('spectral_norm') else 'no'} | {r['fid']:.1f} | "
+        overrides = r.get("overrides", {})
+        seed = overrides.get("seed", 0)
+        init = r.get("weight_init", overrides.get("generator.weight_init", "flax")) if r["side"] == "jax" else "torch"
+        out.append(f"| {r['kind']} | {side} | {seed} | {'yes' if r.get('spectral_norm') else 'no'} | {init} | "
+                   f"{r['fid']:.1f} | "
                    f"{r['kid']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['classes_covered']} | "
                    f"{r['class_kl']:.3f} | {acc} | {r['images_per_sec']:.0f} | {r.get('commit', '?')} |")
     return "\n".join(out)
@@ -160,6 +163,7 @@ def main(argv=None):
             row = {"kind": kind, "side": side, "commit": benchmarks.commit(), "steps": args.steps,
                    "images_per_sec": round(ips, 1),
                    "spectral_norm": bool(config.discriminator.get("spectral_norm", False)),
+                   "weight_init": config.generator.get("weight_init", "flax") if side == "jax" else "torch",
                    **({"overrides": dict(overrides)} if overrides else {}),
                    "wall_s": round(time.perf_counter() - start), **judge.score(images, labels),
                    "backend": jax.default_backend() if side == "jax" else "torch-cpu"}
