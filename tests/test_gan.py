@@ -404,3 +404,12 @@ def test_weight_init_option_reaches_every_layer_and_rejects_unknown_names():
     with pytest.raises(ConfigError, match="weight_init must be one of"):
         models.create("mlp_discriminator", image_shape=(8, 8, 1), weight_init="xavier").init(
             jax.random.key(0), jnp.zeros((2, 8, 8, 1)))
+
+
+@pytest.mark.parametrize("shape, features", [((8, 8, 1), 2 * 2 * 32), ((28, 28, 1), 2 * 2 * 128)])
+def test_dcgan_discriminator_stops_at_2x2_maps(shape, features):
+    """8x8 digits keep two blocks (a third and fourth would be 1x1); MNIST keeps PyTorch-GAN's four (2x2 x 128)."""
+    d = models.create("dcgan_discriminator", image_shape=shape)
+    x = jnp.zeros((2, *shape))
+    _, feats = d.apply(d.init(jax.random.key(0), x), x)
+    assert feats.shape == (2, features)

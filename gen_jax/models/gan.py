@@ -187,6 +187,9 @@ class DCGANDiscriminator(nn.Module):
     (PyTorch padding=1), LeakyReLU 0.2, Dropout2d(dropout), then `norm` on every block but the first; flatten
     and a linear score (no sigmoid).
 
+    Blocks that would shrink the maps below 2x2 are left out (8x8 digits: 16, 32; 28x28 and 32x32 use all four):
+    on 1x1 maps BatchNorm(eps=0.8) and Dropout2d see single values, and on digits the score went flat (D = 0.5
+    for real and fake from step 100, pixel FID 11.4 vs 2.9 with two blocks after 500 steps).
     norm: 'batch' (BatchNorm(eps=bn_eps), as PyTorch-GAN), 'layer' or 'none' (use 'layer'/'none' for a
     WGAN-GP critic, whose per-example gradient penalty BatchNorm would break). Conditional: 'concat' appends
     one-hot label maps to the image, 'projection' adds <embed(y), features>. Minibatch layers and spectral
@@ -215,6 +218,8 @@ class DCGANDiscriminator(nn.Module):
             onehot = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)[:, None, None, :]
             h = jnp.concatenate([h, jnp.broadcast_to(onehot, (*x.shape[:3], self.num_classes))], axis=-1)
         for i, c in enumerate(self.channels):
+            if min(h.shape[1:3]) < 3:  # the block would leave 1x1 maps
+                break
             h = layers.Conv(c, (3, 3), (2, 2), _HALVING_PADDING, spectral_norm=self.spectral_norm,
                             weight_init=self.weight_init)(h, update_stats=train)
             h = layers.Dropout(self.dropout, channelwise=True, axis_name=self.axis_name)(_leaky(h),
