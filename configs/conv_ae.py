@@ -1,9 +1,9 @@
-"""Convolutional autoencoder: the conv VAE's bodies (two stride-2 convs down, two transposed convs up), a
-32-d ReLU code, MSE. Convolutions run one step per call (lax.scan makes them slower on XLA:CPU).
+"""Convolutional autoencoder: the conv VAE's bodies (two space-to-depth halvings down, two sub-pixel doublings
+up), a 32-d ReLU code, MSE. Convolutions run one step per call (lax.scan makes them slower on XLA:CPU).
 On MNIST: python train.py --config=configs/conv_ae.py --config.data.source=idx:../shared/data/mnist
 
-Small widths (16, 32 channels) and 1000 steps keep digits near a minute: on XLA:CPU the kernel gradient of the
-(transposed) convolutions dominates (about 4 s per batch-128 step at 28x28 with 32/64 channels on 2 cores).
+Narrow convs (16, 32 channels) and 1000 steps keep digits near a minute (the conv VAE's gradient at 28x28,
+batch 128, on 2 CPU cores: 0.14 s a step with 16/32 channels, 0.41 s with 32/64).
 """
 import ml_collections
 

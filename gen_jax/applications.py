@@ -328,15 +328,19 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
 
 def iwae(trained: Trained, *, num_samples: int = 1000, num_images: int = 0, key=None, batch_size: int = 100,
          chunk_size: int = 50) -> dict:
-    """Importance-weighted test NLL (nats) with `num_samples` samples on the first `num_images` test images
-    (0: all), beside the single-sample negative ELBO on the same images. Binarised models see one fixed
+    """Importance-weighted test NLL (nats) with `num_samples` samples on `num_images` test images (0: all; fewer:
+    a random subset drawn from `key`, so the estimate is unbiased for the whole test set), its standard error
+    over those images, and the single-sample negative ELBO on the same images. Binarised models see one fixed
     binarisation of the test set, as in training's evaluation."""
     if trained.kind != "vae":
         raise ValueError("iwae needs a VAE")
     key = jax.random.key(0) if key is None else key
-    binarize_key, elbo_key, iwae_key = jax.random.split(key, 3)
-    n = num_images or len(trained.dataset.test_images)
-    x, y = jnp.asarray(trained.dataset.test_images[:n]), trained.dataset.test_labels[:n]
+    subset_key, binarize_key, elbo_key, iwae_key = jax.random.split(key, 4)
+    total = len(trained.dataset.test_images)
+    n = min(num_images or total, total)
+    rows = np.sort(np.asarray(jax.random.permutation(subset_key, total)[:n])) if n < total else np.arange(total)
+    labels = trained.dataset.test_labels
+    x, y = jnp.asarray(trained.dataset.test_images[rows]), None if labels is None else labels[rows]
     if trained.config.data.binarize:
         x = data.preprocess(x, uniform=jax.random.uniform(binarize_key, x.shape))
     model, likelihood = trained.model, trained.config.loss.likelihood
@@ -345,8 +349,8 @@ def iwae(trained: Trained, *, num_samples: int = 1000, num_images: int = 0, key=
     nll = tasks.batched(lambda i, xb: fn(trained.params, xb, jax.random.fold_in(iwae_key, i),
                                          labels=trained._labels(_slice(y, i, xb))), x, batch_size)
     elbo = trained.anomaly_scores(x, elbo_key, y, batch_size=batch_size)
-    return {"iwae_nll": float(nll.mean()), "neg_elbo": float(elbo.mean()), "num_samples": num_samples,
-            "num_images": int(n)}
+    return {"iwae_nll": float(nll.mean()), "iwae_nll_se": float(nll.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+            "neg_elbo": float(elbo.mean()), "num_samples": num_samples, "num_images": int(n)}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -42,12 +42,14 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def optimizer_config(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collections.ConfigDict:
-    """One optimizer's settings: name (adam | adamw | rmsprop | sgd), learning rate, moments, decay, clipping.
+    """One optimizer's settings: name (adam | adamw | rmsprop | sgd), learning rate and its schedule, moments,
+    decay, clipping.
 
-    For rmsprop, b2 is the squared-gradient smoothing constant (PyTorch's alpha, 0.99 there).
+    For rmsprop, b2 is the squared-gradient smoothing constant (PyTorch's alpha, 0.99 there). schedule is
+    'constant' or 'cosine' (the learning rate decays to 0 along a half cosine over the run's updates).
     """
-    return ml_collections.ConfigDict(dict(name="adam", learning_rate=learning_rate, b1=b1, b2=b2,
-                                          weight_decay=0.0, grad_clip_norm=0.0))
+    return ml_collections.ConfigDict(dict(name="adam", learning_rate=learning_rate, schedule="constant", b1=b1,
+                                          b2=b2, weight_decay=0.0, grad_clip_norm=0.0))
 
 
 def vae_config() -> ml_collections.ConfigDict:

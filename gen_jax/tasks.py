@@ -40,17 +40,27 @@ class Task:
     sample: Callable[[Any, jax.Array, int], tuple] | None = None
 
 
-def make_optimizer(optim) -> optax.GradientTransformation:
-    """An optax transformation from an `optimizer_config` section."""
+def learning_rate(optim, num_updates: int):
+    """The learning rate (a number, or an optax schedule of the update count) of an `optimizer_config`."""
+    if optim.schedule == "constant":
+        return optim.learning_rate
+    if optim.schedule == "cosine":
+        return optax.cosine_decay_schedule(optim.learning_rate, num_updates)
+    raise ConfigError(f"unknown learning-rate schedule {optim.schedule!r}: use constant or cosine")
+
+
+def make_optimizer(optim, num_updates: int) -> optax.GradientTransformation:
+    """An optax transformation from an `optimizer_config` section, for a run of `num_updates` updates."""
+    lr = learning_rate(optim, num_updates)
     if optim.name == "adam":
-        tx = optax.adam(optim.learning_rate, b1=optim.b1, b2=optim.b2)
+        tx = optax.adam(lr, b1=optim.b1, b2=optim.b2)
     elif optim.name == "adamw":
-        tx = optax.adamw(optim.learning_rate, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay)
+        tx = optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay)
     elif optim.name == "rmsprop":
         # PyTorch's RMSprop (the WGAN reference): smoothing constant alpha = b2, eps outside the square root
-        tx = optax.rmsprop(optim.learning_rate, decay=optim.b2, eps=1e-8, eps_in_sqrt=False)
+        tx = optax.rmsprop(lr, decay=optim.b2, eps=1e-8, eps_in_sqrt=False)
     elif optim.name == "sgd":
-        tx = optax.sgd(optim.learning_rate, momentum=optim.b1 or None)
+        tx = optax.sgd(lr, momentum=optim.b1 or None)
     else:
         raise ConfigError(f"unknown optimizer {optim.name!r}: use adam, adamw, rmsprop or sgd")
     if optim.grad_clip_norm > 0:
@@ -88,7 +98,7 @@ def vae_task(config, dataset: data.Dataset) -> Task:
     def init_state(key):
         extra = (jnp.zeros((1,), jnp.int32),) if conditional else ()
         params = model.init(key, jnp.zeros((1, *dataset.image_shape)), jnp.zeros((1, model.latent_dim)), *extra)
-        return TrainState.create(params=params["params"], tx=make_optimizer(config.optim))
+        return TrainState.create(params=params["params"], tx=make_optimizer(config.optim, config.train.steps))
 
     @jax.jit
     def _scores(params, images, labels, key):  # per image: neg-ELBO, reconstruction MSE, KL
@@ -158,7 +168,7 @@ def autoencoder_task(config, dataset: data.Dataset) -> Task:
 
     def init_state(key):
         params = model.init(key, jnp.zeros((1, *dataset.image_shape)))
-        return TrainState.create(params=params["params"], tx=make_optimizer(config.optim))
+        return TrainState.create(params=params["params"], tx=make_optimizer(config.optim, config.train.steps))
 
     @jax.jit
     def _scores(params, images, key):  # per image: clean-input MSE, mean code, PSNR of noisy and denoised
@@ -221,10 +231,12 @@ def gan_task(config, dataset: data.Dataset) -> Task:
         g_vars = generator.init(g_key, jnp.zeros((2, generator.latent_dim)), labels)
         d_vars = discriminator.init(d_key, jnp.zeros((2, *dataset.image_shape)), labels)
         rest = lambda variables: {k: v for k, v in variables.items() if k != "params"}
+        steps = config.train.steps  # generator updates; the discriminator makes n_critic per step
         return GANState.create(
-            generator=TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g),
+            generator=TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g, steps),
                                         model_state=rest(g_vars)),
-            discriminator=TrainState.create(params=d_vars["params"], tx=make_optimizer(config.optim_d),
+            discriminator=TrainState.create(params=d_vars["params"],
+                                            tx=make_optimizer(config.optim_d, steps * config.gan.n_critic),
                                             model_state=rest(d_vars)),
             historical_averaging=config.gan.historical_averaging > 0)
 

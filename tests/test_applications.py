@@ -128,5 +128,6 @@ def test_cli_iwae_and_generate(cvae, capsys):
     assert applications.main(["iwae", f"--workdir={workdir}", "--samples=10", "--images=50"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 50 and result["iwae_nll"] <= result["neg_elbo"] + 1.0
+    assert 0 < result["iwae_nll_se"] < 0.5 * result["iwae_nll"]
     assert applications.main(["generate", f"--workdir={workdir}"]) == 0
     assert _is_png(os.path.join(workdir, "applications", "generate_classes.png"))

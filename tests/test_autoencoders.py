@@ -18,7 +18,7 @@ import pytest
 
 from gen_jax import config as config_lib
 from gen_jax import corruption, data, losses, loop, models, steps, tasks, vae
-from gen_jax.models import autoencoders
+from gen_jax.models import layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # configs/ is importable from the repo root
@@ -108,6 +108,26 @@ def test_seed_autoencoder_has_the_seed_layer_sizes():
     assert sorted(kernels) == sorted([(784, 128), (128, 32), (32, 128), (128, 784)])
 
 
+def test_space_to_depth_puts_each_patch_in_the_channels_and_depth_to_space_inverts_it():
+    x = np.random.default_rng(0).normal(size=(2, 4, 6, 3)).astype(np.float32)
+    y = np.asarray(layers.space_to_depth(jnp.asarray(x)))
+    assert y.shape == (2, 2, 3, 12)
+    np.testing.assert_array_equal(y[1, 1, 2], x[1, 2:4, 4:6].reshape(-1))
+    np.testing.assert_array_equal(layers.depth_to_space(jnp.asarray(y)), x)
+
+
+def test_halving_block_is_a_stride_2_6x6_conv():
+    """The conv encoder's claim: space-to-depth + 3x3 conv == stride-2 6x6 conv (padding 2), kernels rearranged."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+    k3 = rng.normal(size=(3, 3, 4 * 3, 5)).astype(np.float32)   # s2d channel (p, q, c) -> p*6 + q*3 + c
+    k6 = k3.reshape(3, 3, 2, 2, 3, 5).transpose(0, 2, 1, 3, 4, 5).reshape(6, 6, 3, 5)
+    strided = jax.lax.conv_general_dilated(x, jnp.asarray(k6), (2, 2), ((2, 2), (2, 2)),
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(layers.conv_same(layers.space_to_depth(x), jnp.asarray(k3)), strided,
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["mlp_cvae", "conv_cvae"])
 def test_conditional_vae_depends_on_the_label(name):
     model = models.create(name, image_shape=(8, 8, 1), num_classes=10, latent_dim=4)
@@ -127,7 +147,7 @@ def _digits_batch(n=64):
 def test_autoencoder_step_compiles_once_and_reports_mean_activation():
     model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_activation="sigmoid")
     state = tasks.TrainState.create(params=model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"],
-                                    tx=tasks.make_optimizer(config_lib.optimizer_config(1e-3)))
+                                    tx=tasks.make_optimizer(config_lib.optimizer_config(1e-3), 100))
     step = steps.make_autoencoder_step(model, sparsity="kl", corruption="gaussian", axis_name=None)
     step = jax.jit(chex.assert_max_traces(step, n=1))
     batch = _digits_batch()
@@ -145,7 +165,7 @@ _TWO_DEVICES = textwrap.dedent("""
     from gen_jax import config, data, models, steps, tasks
     model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_activation="sigmoid")
     state = tasks.TrainState.create(params=model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"],
-                                    tx=tasks.make_optimizer(config.optimizer_config(1e-2)))
+                                    tx=tasks.make_optimizer(config.optimizer_config(1e-2), 100))
     ds = data.load("digits")
     batch = {"image": jnp.asarray(ds.train_images[:64]), "label": jnp.asarray(ds.train_labels[:64])}
     kw = dict(sparsity="kl", sparsity_weight=1.0, corruption="gaussian")

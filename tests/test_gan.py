@@ -313,8 +313,8 @@ def test_ema_follows_its_formula():
 
 
 def test_generator_and_discriminator_have_their_own_optimizers():
-    state, step, _, _ = make(optim_g=make_optimizer(optimizer_config(1e-3)),
-                             optim_d=make_optimizer(optimizer_config(5e-4)), n_critic=2)
+    state, step, _, _ = make(optim_g=make_optimizer(optimizer_config(1e-3), 100),
+                             optim_d=make_optimizer(optimizer_config(5e-4), 200), n_critic=2)
     g_opt, d_opt = state.generator.opt_state, state.discriminator.opt_state
     assert g_opt is not d_opt and jax.tree.structure(g_opt) != jax.tree.structure(d_opt)  # different params
     new, _ = step(state, batch(16), jax.random.key(0))

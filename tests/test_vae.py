@@ -86,10 +86,23 @@ def test_model_options_are_checked():
         models.create("conv_vae", image_shape=(10, 10, 1))
 
 
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
+    from gen_jax.errors import ConfigError
+    from gen_jax.tasks import learning_rate
+    optim = vae_config().optim
+    assert learning_rate(optim, 10) == 1e-3  # the default schedule is constant
+    optim.schedule = "cosine"
+    lr = learning_rate(optim, 10)
+    np.testing.assert_allclose([lr(0), lr(5), lr(10)], [1e-3, 0.5e-3, 0.0], atol=1e-9)
+    optim.schedule = "linear"
+    with pytest.raises(ConfigError, match="schedule 'linear'"):
+        make_optimizer(optim, 10)
+
+
 def _step_setup(batch=16):
     model = models.create("mlp_vae", image_shape=(8, 8, 1), latent_dim=4, hidden_dims=(32,))
     params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1, 4)))["params"]
-    state = TrainState.create(params=params, tx=make_optimizer(vae_config().optim))
+    state = TrainState.create(params=params, tx=make_optimizer(vae_config().optim, 100))
     ds = data.load("digits")
     return model, state, {"image": jnp.asarray(ds.train_images[:batch]), "label": jnp.asarray(ds.train_labels[:batch])}
 

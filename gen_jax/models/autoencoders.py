@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax import losses
+from gen_jax.models import layers
 from gen_jax.errors import ConfigError
 
 
@@ -61,14 +62,13 @@ def _check_conv_shape(image_shape: Sequence[int]) -> None:
         raise ConfigError(f"conv autoencoders need height and width divisible by 4, got {tuple(image_shape)}")
 
 
-# PyTorch's Conv2d(k=4, s=2, padding=1): exact halving, unlike Flax 'SAME' which pads asymmetrically.
-_HALVING_PADDING = ((1, 1), (1, 1))
-
-
 class ConvEncoder(nn.Module):
-    """Two stride-2 4x4 convs (H -> H/4) with ReLU, then Dense+ReLU(hidden) and a linear `features` head.
+    """Two halvings (H -> H/4), each space-to-depth then a 3x3 conv + ReLU, then Dense+ReLU(hidden) and a
+    linear `features` head.
 
-    An optional `condition` [B, K] joins the flattened conv features before the hidden Dense layer.
+    Space-to-depth + 3x3 conv is a stride-2 6x6 conv (padding 2) with its kernel rearranged, but as a stride-1
+    conv its gradients are fast on XLA:CPU (`layers.Conv`; the conv VAE's step at 28x28, batch 128, channels
+    32/64: 1151 ms with Flax's strided convs, 362 ms so). An optional `condition` [B, K] joins the flat features.
     """
 
     channels: Sequence[int] = (32, 64)
@@ -79,13 +79,17 @@ class ConvEncoder(nn.Module):
     def __call__(self, x, condition=None):
         h = x
         for c in self.channels:
-            h = nn.relu(nn.Conv(c, (4, 4), strides=(2, 2), padding=_HALVING_PADDING)(h))
+            h = nn.relu(layers.Conv(c, (3, 3))(layers.space_to_depth(h)))
         h = nn.relu(nn.Dense(self.hidden)(_with_condition(_flatten(h), condition)))
         return nn.Dense(self.features)(h)
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of ConvEncoder: Dense to an (H/4, W/4) map, two stride-2 transposed convs, 3x3 conv to logits."""
+    """Mirror of ConvEncoder: Dense to an (H/4, W/4) map, two doublings, a 3x3 conv to logits.
+
+    Each doubling is a 3x3 conv to 4x the channels then depth-to-space (sub-pixel convolution, Shi et al.
+    2016): a stride-2 transposed conv with a 6x6 kernel, computed as a stride-1 conv.
+    """
 
     image_shape: Sequence[int]
     channels: Sequence[int] = (64, 32)
@@ -98,8 +102,8 @@ class ConvDecoder(nn.Module):
         x = nn.relu(nn.Dense(h // 4 * w // 4 * self.channels[0])(x))
         x = x.reshape((-1, h // 4, w // 4, self.channels[0]))
         for ch in self.channels:
-            x = nn.relu(nn.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME")(x))
-        return nn.Conv(c, (3, 3), padding="SAME")(x)
+            x = nn.relu(layers.depth_to_space(layers.Conv(4 * ch, (3, 3))(x)))
+        return layers.Conv(c, (3, 3))(x)
 
 
 class VAE(nn.Module):
@@ -134,7 +138,7 @@ def mlp_vae(*, image_shape, latent_dim: int = 20, hidden_dims: Sequence[int] = (
 
 def conv_vae(*, image_shape, latent_dim: int = 20, channels: Sequence[int] = (32, 64),
              hidden: int = 256) -> VAE:
-    """A convolutional VAE: two stride-2 convs down, two stride-2 transposed convs up."""
+    """A convolutional VAE: two halvings down (space-to-depth + conv), two doublings up (sub-pixel conv)."""
     _check_conv_shape(image_shape)
     return VAE(ConvEncoder(tuple(channels), hidden, 2 * latent_dim),
                ConvDecoder(tuple(image_shape), tuple(reversed(channels)), hidden), latent_dim)
@@ -222,7 +226,7 @@ def mlp_autoencoder(*, image_shape, code_dim: int = 32, hidden_dims: Sequence[in
 
 def conv_autoencoder(*, image_shape, code_dim: int = 32, channels: Sequence[int] = (32, 64), hidden: int = 256,
                      code_activation: str = "relu") -> Autoencoder:
-    """A convolutional autoencoder on the conv VAE's bodies: two stride-2 convs down, two transposed up."""
+    """A convolutional autoencoder on the conv VAE's bodies: two halvings down, two doublings up."""
     _check_activation(code_activation)
     _check_conv_shape(image_shape)
     return Autoencoder(ConvEncoder(tuple(channels), hidden, code_dim),

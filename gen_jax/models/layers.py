@@ -1,5 +1,6 @@
-"""Layers the GAN networks share: spectrally normalised Dense/Conv, batch-consistent dropout, and the two
-minibatch layers that let a discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
+"""Layers the networks share: spectrally normalised Dense/Conv, resolution changes by reshaping
+(space-to-depth, depth-to-space), batch-consistent dropout, and the two minibatch layers that let a
+discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
 
 Layers that look across the batch or draw noise take an `axis_name`: under `pmap` they see the global batch
 (`lax.all_gather`) or cut their noise from the global draw (`parallel.local_rows`), so N devices compute what
@@ -147,6 +148,20 @@ def _conv_same_bwd(residuals, g):
 
 
 conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
+def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
+    """[B, H, W, C] -> [B, H/block, W/block, block*block*C]: each block x block patch becomes one pixel."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // block, w // block, block * block * c)
+
+
+def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
+    """The inverse of `space_to_depth`: [B, H, W, block*block*C] -> [B, H*block, W*block, C]."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h, w, block, block, c // (block * block)).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h * block, w * block, c // (block * block))
 
 
 class Conv(nn.Module):
