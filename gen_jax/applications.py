@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from gen_jax import config as config_lib
 from gen_jax import corruption, data, images, tasks, vae
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.models import autoencoders
@@ -114,8 +115,7 @@ def load_trained(workdir: str, *, source: str | None = None) -> Trained:
 
     `source` overrides the data source recorded in the workdir's config (e.g. to score another data set).
     """
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = config_lib.load_saved(workdir)
     dataset = data.load(source) if source else data.from_config(config.data)
     task = tasks.build(config, dataset)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -326,19 +326,26 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
     return rows
 
 
+def test_subset(total: int, num: int, key: jax.Array) -> np.ndarray:
+    """Sorted indices of `num` test images drawn without replacement from `key` (all `total` when num is 0 or
+    at least total): a random subset, so estimates on it are unbiased for the whole test set."""
+    if not num or num >= total:
+        return np.arange(total)
+    return np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), total)[:num]))
+
+
 def iwae(trained: Trained, *, num_samples: int = 1000, num_images: int = 0, key=None, batch_size: int = 100,
          chunk_size: int = 50) -> dict:
     """Importance-weighted test NLL (nats) with `num_samples` samples on `num_images` test images (0: all; fewer:
-    a random subset drawn from `key`, so the estimate is unbiased for the whole test set), its standard error
+    `test_subset(total, num_images, key)`, so the estimate is unbiased for the whole test set), its standard error
     over those images, and the single-sample negative ELBO on the same images. Binarised models see one fixed
     binarisation of the test set, as in training's evaluation."""
     if trained.kind != "vae":
         raise ValueError("iwae needs a VAE")
     key = jax.random.key(0) if key is None else key
-    subset_key, binarize_key, elbo_key, iwae_key = jax.random.split(key, 4)
-    total = len(trained.dataset.test_images)
-    n = min(num_images or total, total)
-    rows = np.sort(np.asarray(jax.random.permutation(subset_key, total)[:n])) if n < total else np.arange(total)
+    rows = test_subset(len(trained.dataset.test_images), num_images, key)
+    n = len(rows)
+    binarize_key, elbo_key, iwae_key = jax.random.split(jax.random.fold_in(key, 1), 3)
     labels = trained.dataset.test_labels
     x, y = jnp.asarray(trained.dataset.test_images[rows]), None if labels is None else labels[rows]
     if trained.config.data.binarize:
@@ -392,7 +399,7 @@ def main(argv=None) -> int:
     parser.add_argument("--noise_factor", type=float, default=0.3)
     parser.add_argument("--mask_rate", type=float, default=0.25)
     parser.add_argument("--samples", type=int, default=1000, help="iwae: importance samples k")
-    parser.add_argument("--images", type=int, default=0, help="iwae: test images used (0: all)")
+    parser.add_argument("--images", type=int, default=0, help="iwae: test images used, a random subset (0: all)")
     args = parser.parse_args(argv)
     if args.task == "reduce":
         result = reduce_dimensions(load_trained(args.workdir[0]), _out(args, "reduce"))

@@ -4,6 +4,9 @@ silently ignored setting.
 """
 from __future__ import annotations
 
+import json
+import os
+
 import ml_collections
 
 from gen_jax.errors import ConfigError
@@ -46,7 +49,8 @@ def optimizer_config(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -
     decay, clipping.
 
     For rmsprop, b2 is the squared-gradient smoothing constant (PyTorch's alpha, 0.99 there). schedule is
-    'constant' or 'cosine' (the learning rate decays to 0 along a half cosine over the run's updates).
+    'constant' or 'cosine' (the learning rate decays to 0 along a half cosine over the run's updates, whose
+    number train.steps sets: resuming with more steps stretches the curve, so the rate jumps back up).
     """
     return ml_collections.ConfigDict(dict(name="adam", learning_rate=learning_rate, schedule="constant", b1=b1,
                                           b2=b2, weight_decay=0.0, grad_clip_norm=0.0))
@@ -57,7 +61,11 @@ def vae_config() -> ml_collections.ConfigDict:
     config = base_config()
     config.task = "vae"
     config.model = ml_collections.ConfigDict(dict(name="mlp_vae", latent_dim=20, hidden_dims=(256, 128)))
-    config.loss = ml_collections.ConfigDict(dict(beta=1.0, likelihood="bernoulli"))
+    config.loss = ml_collections.ConfigDict(dict(
+        beta=1.0,
+        kl_warmup_steps=0,    # >0: the KL weight ramps from 0 to beta over that many steps (against collapse)
+        likelihood="bernoulli",
+    ))
     config.optim = optimizer_config(1e-3)
     config.eval.iwae_samples = 0  # >0: also estimate the test NLL with that many importance samples
     config.eval.iwae_images = 0   # test images the IWAE estimate uses (0: all)
@@ -138,3 +146,32 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             raise ConfigError(f"train.{key} must be positive, got {config.train[key]}")
     config.lock()
     return config
+
+
+SCHEMAS = {"vae": vae_config, "autoencoder": autoencoder_config, "gan": gan_config}
+_MODEL_SECTIONS = ("model", "generator", "discriminator")  # replaced whole by configs, so never merged
+
+
+def _tuples(value):
+    """JSON lists back to the tuples configs use."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_saved(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved in WORKDIR/config.json, on top of its family's current schema: a run saved
+    before a setting existed loads with that setting's default."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = _tuples(json.load(f))
+    if saved.get("task") not in SCHEMAS:
+        raise ConfigError(f"{workdir}/config.json names no known task: {saved.get('task')!r}")
+    merged = SCHEMAS[saved["task"]]().to_dict()
+    for key, value in saved.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in _MODEL_SECTIONS:
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return ml_collections.ConfigDict(merged)

@@ -9,27 +9,17 @@ GANs sample with their EMA generator weights. Bad input is reported as one line 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
 
-def _tuples(value):
-    """JSON lists back to the tuples configs use."""
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
 def load_run(workdir: str):
     """(config, dataset, task, state, step) of the latest checkpoint in `workdir`."""
     import jax
-    import ml_collections
 
+    from gen_jax import config as config_lib
     from gen_jax import data, tasks
     from gen_jax.checkpoint import Checkpointer
     from gen_jax.errors import CheckpointError
@@ -37,8 +27,7 @@ def load_run(workdir: str):
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise CheckpointError(f"{workdir} is not a training run (no config.json)")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    config = config_lib.load_saved(workdir)
     dataset = data.from_config(config.data)
     task = tasks.build(config, dataset)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))

@@ -18,13 +18,15 @@ from gen_jax.models.gan import with_axis
 from gen_jax.parallel import local_rows, pmean
 
 
-def make_vae_step(model, *, beta: float = 1.0, likelihood: str = "bernoulli", binarize: bool = False,
-                  conditional: bool = False, axis_name: str | None = "batch"):
+def make_vae_step(model, *, beta: float = 1.0, kl_warmup_steps: int = 0, likelihood: str = "bernoulli",
+                  binarize: bool = False, conditional: bool = False, axis_name: str | None = "batch"):
     """The (beta-)VAE step: minimise mean(recon NLL + beta * KL) over the batch, one posterior sample each.
 
     Args:
       model: a `gen_jax.models.autoencoders.VAE`.
       beta: weight of the KL term (1 gives the ELBO; Higgins et al. 2017 for beta != 1).
+      kl_warmup_steps: >0 ramps the KL weight linearly from 0 to beta over that many steps (Bowman et al.
+        2016; Sønderby et al. 2016), so the posterior carries information before the KL can switch it off.
       likelihood: 'bernoulli' (decoder logits, data in [0, 1]) or 'gaussian' (unit variance).
       binarize: dynamically binarise the batch (fresh Bernoulli draw each step).
       conditional: the model is a `ConditionalVAE`; batch["label"] conditions encoder and decoder.
@@ -33,9 +35,9 @@ def make_vae_step(model, *, beta: float = 1.0, likelihood: str = "bernoulli", bi
       step(state: TrainState, batch, key) -> (state, metrics) with metrics loss, recon, kl, neg_elbo.
     """
 
-    def loss_fn(params, x, eps, labels):
+    def loss_fn(params, x, eps, labels, kl_weight):
         recon, kl = vae.loss_terms(model, params, x, eps, likelihood=likelihood, labels=labels)
-        loss = jnp.mean(recon + beta * kl)
+        loss = jnp.mean(recon + kl_weight * kl)
         return loss, {"loss": loss, "recon": recon.mean(), "kl": kl.mean(), "neg_elbo": (recon + kl).mean()}
 
     def step(state, batch, key):
@@ -45,7 +47,8 @@ def make_vae_step(model, *, beta: float = 1.0, likelihood: str = "bernoulli", bi
         x = data.preprocess(images, uniform=uniform)
         eps = local_rows(jax.random.normal, eps_key, (x.shape[0], model.latent_dim), axis_name)
         labels = batch["label"] if conditional else None
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, eps, labels)
+        kl_weight = beta * jnp.minimum(1.0, (state.step + 1) / kl_warmup_steps) if kl_warmup_steps else beta
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, eps, labels, kl_weight)
         return state.apply_gradients(pmean(grads, axis_name)), pmean(metrics, axis_name)
 
     return step

@@ -151,9 +151,9 @@ def vae_task(config, dataset: data.Dataset) -> Task:
         images = batched(lambda i, y: _sample(state.params, jax.random.fold_in(key, i), y), labels, 500)
         return images, labels if conditional else None
 
-    return Task(init_state, steps.make_vae_step(model, beta=config.loss.beta, likelihood=likelihood,
-                                               binarize=binarize, conditional=conditional), evaluate, pictures,
-                sample)
+    step = steps.make_vae_step(model, beta=config.loss.beta, kl_warmup_steps=config.loss.kl_warmup_steps,
+                               likelihood=likelihood, binarize=binarize, conditional=conditional)
+    return Task(init_state, step, evaluate, pictures, sample)
 
 
 def autoencoder_task(config, dataset: data.Dataset) -> Task:

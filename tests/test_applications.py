@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -120,6 +121,16 @@ def test_compression_table_and_plot(denoiser, tmp_path):
 def test_generation_grids_for_a_conditional_vae(cvae, tmp_path):
     paths = applications.generate(cvae[1], str(tmp_path / "gen.png"))
     assert set(paths) == {"samples", "classes"} and all(_is_png(p) for p in paths.values())
+
+
+def test_test_subset_is_a_keyed_random_sample_without_replacement():
+    rows = applications.test_subset(1000, 100, jax.random.key(0))
+    assert len(np.unique(rows)) == 100 and np.all(np.diff(rows) > 0) and rows.max() < 1000
+    assert rows.max() > 500   # not the first 100 images
+    np.testing.assert_array_equal(rows, applications.test_subset(1000, 100, jax.random.key(0)))
+    assert not np.array_equal(rows, applications.test_subset(1000, 100, jax.random.key(1)))
+    for num in (0, 1000, 5000):
+        np.testing.assert_array_equal(applications.test_subset(1000, num, jax.random.key(0)), np.arange(1000))
 
 
 def test_cli_iwae_and_generate(cvae, capsys):

@@ -16,7 +16,8 @@ import pytest
 
 from gen_jax import data, tasks
 from gen_jax.checkpoint import Checkpointer
-from gen_jax.config import finalize, vae_config
+from gen_jax.config import finalize, gan_config, load_saved, vae_config
+from gen_jax.errors import ConfigError
 from gen_jax.loop import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,3 +121,18 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path):
     train(config, str(tmp_path / "straight"))
     assert_trees_close(final_params(str(tmp_path / "straight"), config),
                        final_params(str(tmp_path / "run"), config), atol=1e-5)
+
+
+def test_a_run_saved_before_a_setting_existed_loads_with_its_default(tmp_path):
+    saved = gan_config().to_dict()
+    del saved["optim_d"]["schedule"]                       # written before optimizers had a schedule
+    saved["optim_d"]["learning_rate"] = 1e-4
+    saved["generator"] = {"name": "dcgan_generator", "latent_dim": 100}   # model sections are kept whole
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = load_saved(str(tmp_path))
+    assert config.optim_d.schedule == "constant" and config.optim_d.learning_rate == 1e-4
+    assert config.generator.to_dict() == {"name": "dcgan_generator", "latent_dim": 100}
+    assert config.discriminator.hidden_dims == (512, 256, 128)   # JSON lists come back as tuples
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "task": "diffusion"}))
+    with pytest.raises(ConfigError, match="no known task"):
+        load_saved(str(tmp_path))

@@ -10,7 +10,8 @@ import pytest
 from gen_jax import data, losses, models, steps, vae
 from gen_jax.config import vae_config
 from gen_jax.loop import train
-from gen_jax.tasks import make_optimizer
+from gen_jax.errors import ConfigError
+from gen_jax.tasks import learning_rate, make_optimizer
 from gen_jax.train_state import TrainState
 
 
@@ -77,7 +78,6 @@ def test_vae_shapes_and_dtypes(name, shape):
 
 
 def test_model_options_are_checked():
-    from gen_jax.errors import ConfigError
     with pytest.raises(ConfigError, match="no option 'latnt_dim'.*latent_dim"):
         models.create("mlp_vae", image_shape=(8, 8, 1), latnt_dim=3)
     with pytest.raises(ConfigError, match="unknown model"):
@@ -87,13 +87,16 @@ def test_model_options_are_checked():
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
-    from gen_jax.errors import ConfigError
-    from gen_jax.tasks import learning_rate
     optim = vae_config().optim
     assert learning_rate(optim, 10) == 1e-3  # the default schedule is constant
     optim.schedule = "cosine"
     lr = learning_rate(optim, 10)
     np.testing.assert_allclose([lr(0), lr(5), lr(10)], [1e-3, 0.5e-3, 0.0], atol=1e-9)
+    tx, params = make_optimizer(optim, 1), jnp.ones(3)   # a one-update run: the second update is zero
+    state = tx.init(params)
+    first, state = tx.update(jnp.ones(3), state, params)
+    second, _ = tx.update(jnp.ones(3), state, params)
+    assert float(jnp.abs(first).min()) > 0 and float(jnp.abs(second).max()) == 0
     optim.schedule = "linear"
     with pytest.raises(ConfigError, match="schedule 'linear'"):
         make_optimizer(optim, 10)
@@ -122,6 +125,14 @@ def test_beta_weights_the_kl_in_the_loss():
     model, state, batch = _step_setup()
     _, m = steps.make_vae_step(model, beta=4.0, axis_name=None)(state, batch, jax.random.key(0))
     np.testing.assert_allclose(m["loss"], m["recon"] + 4.0 * m["kl"], rtol=1e-5)
+
+
+def test_kl_warmup_ramps_the_kl_weight_to_beta():
+    model, state, batch = _step_setup()
+    step = jax.jit(steps.make_vae_step(model, beta=2.0, kl_warmup_steps=4, axis_name=None))
+    for t in range(6):  # weight at step t: beta * min(1, (t + 1) / 4)
+        state, m = step(state, batch, jax.random.key(t))
+        np.testing.assert_allclose(m["loss"], m["recon"] + 2.0 * min(1.0, (t + 1) / 4) * m["kl"], rtol=1e-5)
 
 
 def test_vae_learns_digits_beyond_the_mean_image(tmp_path):

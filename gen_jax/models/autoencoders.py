@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax import losses
-from gen_jax.models import layers
 from gen_jax.errors import ConfigError
+from gen_jax.models import layers
 
 
 def _flatten(x: jax.Array) -> jax.Array:
@@ -88,7 +88,7 @@ class ConvDecoder(nn.Module):
     """Mirror of ConvEncoder: Dense to an (H/4, W/4) map, two doublings, a 3x3 conv to logits.
 
     Each doubling is a 3x3 conv to 4x the channels then depth-to-space (sub-pixel convolution, Shi et al.
-    2016): a stride-2 transposed conv with a 6x6 kernel, computed as a stride-1 conv.
+    2016): a stride-2 transposed conv with a 6x6 kernel (padding 2), computed as a stride-1 conv.
     """
 
     image_shape: Sequence[int]
