@@ -12,7 +12,8 @@ feature space of a LeNet digit classifier (gen_jax.classifier, ~99% MNIST test a
   images/s      real training images consumed per second (n_critic * 64 per generator step for the WGANs)
 
   python benchmarks/gan_mnist.py --kinds=gan,dcgan --steps=3000 [--out=results.json]
-gen_jax samples with its EMA generator weights (its default); the seed has none. The torch side uses the
+gen_jax samples with its EMA generator weights where the config keeps one (all but wgan_gp); the seed has none
+(--rescore_raw scores finished gen_jax runs with their raw weights). The torch side uses the
 learning rate and Adam betas of configs/KIND.py (b1=0.5 for gan/dcgan/cgan; the seed's torch default b1=0.9
 collapses both sides' MLP GAN to 1-4 classes by step 3000).
 """
@@ -78,19 +79,26 @@ def run_jax(config, steps, workdir):
     """Trains `config` (a configs/KIND.py) on MNIST; returns (samples [N, 28, 28, 1] in [0, 1], labels or None,
     images/s)."""
     from gen_jax.loop import train
-    from gen_jax.sample import load_run
     config.data.source = f"idx:{MNIST}"
     config.train.update(steps=steps, log_every=100, sample_every=max(steps // 6, 1), checkpoint_every=steps,
                         progress=False)
     config.eval.num_samples = 1000
-    seed = config.seed
     summary = train(config, workdir)
     if summary["interrupted"] or summary["step"] != steps:
         raise SystemExit(f"gen_jax run {workdir} stopped at step {summary['step']} (signal {summary['interrupted']})")
+    return jax_samples(workdir)
+
+
+def jax_samples(workdir, raw_weights=False):
+    """(samples, labels or None, median images/s) of a finished gen_jax run, drawn as run_jax draws them: from
+    the EMA generator (the config's ema_decay), or from the raw generator weights, as the seed samples."""
+    from gen_jax.sample import load_run
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         speeds = [row["images_per_sec"] for row in map(json.loads, f) if "images_per_sec" in row]
-    _, _, task, state, _ = load_run(workdir)
-    images, labels = task.sample(state, jax.random.key(seed + 1), NUM_SAMPLES)
+    config, _, task, state, _ = load_run(workdir)
+    if raw_weights:
+        state = state.replace(ema_params=state.generator.params)
+    images, labels = task.sample(state, jax.random.key(config.seed + 1), NUM_SAMPLES)
     return images, labels, float(np.median(speeds))
 
 
@@ -113,16 +121,17 @@ def report(path: str) -> str:
     """A markdown table of the JSON lines in `path`: each kind's sides beside each other."""
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    out = ["| config | side | seed | spectral norm | init | FID | KID | precision | recall | classes (>1%) | "
-           "class KL | label acc. | images/s | commit |", "|---" * 14 + "|"]
+    out = ["| config | side | seed | spectral norm | init | sampled from | FID | KID | precision | recall | "
+           "classes (>1%) | class KL | label acc. | images/s | commit |", "|---" * 15 + "|"]
     for r in rows:
         side = "gen_jax" if r["side"] == "jax" else "PyTorch seed"
         acc = f"{r['label_accuracy']:.3f}" if "label_accuracy" in r else "-"
         overrides = r.get("overrides", {})
         seed = overrides.get("seed", 0)
         init = r.get("weight_init", overrides.get("generator.weight_init", "flax")) if r["side"] == "jax" else "torch"
+        ema_default = "EMA" if r["side"] == "jax" and overrides.get("gan.ema_decay", 0.999) > 0 else "raw"
         out.append(f"| {r['kind']} | {side} | {seed} | {'yes' if r.get('spectral_norm') else 'no'} | {init} | "
-                   f"{r['fid']:.1f} | "
+                   f"{r.get('weights', ema_default)} | {r['fid']:.1f} | "
                    f"{r['kid']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['classes_covered']} | "
                    f"{r['class_kl']:.3f} | {acc} | {r['images_per_sec']:.0f} | {r.get('commit', '?')} |")
     return "\n".join(out)
@@ -141,6 +150,10 @@ def main(argv=None):
                         help="config override (Python literal) for both sides, e.g. --set seed=1 (the torch side "
                              "follows optimizer settings, seed and discriminator.spectral_norm)")
     parser.add_argument("--report", default="", help="print the results in FILE (JSON lines) as a table, and stop")
+    parser.add_argument("--rescore_raw", default="", metavar="DIR,...",
+                        help="instead of training: score finished gen_jax runs of --kinds (one kind) with their raw "
+                             "generator weights (the EMA does not feed back into training, so this is the run "
+                             "with gan.ema_decay=0)")
     args = parser.parse_args(argv)
     if args.report:
         print(report(args.report))
@@ -152,6 +165,18 @@ def main(argv=None):
     judge = Judge(args.classifier, data.load(f"idx:{MNIST}"))
     print(f"judge: {judge.classifier.name}, test accuracy {judge.classifier.spec['test_accuracy']:.4f}; "
           f"10k MNIST train images score {json.dumps(judge.score(x_train[:NUM_SAMPLES]))}", flush=True)
+    if args.rescore_raw:
+        for workdir in args.rescore_raw.split(","):
+            images, labels, ips = jax_samples(workdir, raw_weights=True)
+            with open(os.path.join(workdir, "config.json")) as f:
+                saved = json.load(f)
+            _write(args.out, {"kind": args.kinds, "side": "jax", "commit": benchmarks.commit(),
+                              "rescored_run": workdir, "steps": args.steps, "images_per_sec": round(ips, 1),
+                              "spectral_norm": bool(saved["discriminator"].get("spectral_norm", False)),
+                              "weight_init": saved["generator"].get("weight_init", "flax"), "weights": "raw",
+                              "overrides": {"seed": saved["seed"]}, **judge.score(images, labels),
+                              "backend": jax.default_backend()})
+        return
     for kind in args.kinds.split(","):
         for side in args.sides.split(","):
             start = time.perf_counter()
@@ -164,13 +189,19 @@ def main(argv=None):
                    "images_per_sec": round(ips, 1),
                    "spectral_norm": bool(config.discriminator.get("spectral_norm", False)),
                    "weight_init": config.generator.get("weight_init", "flax") if side == "jax" else "torch",
+                   "weights": "EMA" if side == "jax" and config.gan.ema_decay > 0 else "raw",
                    **({"overrides": dict(overrides)} if overrides else {}),
                    "wall_s": round(time.perf_counter() - start), **judge.score(images, labels),
                    "backend": jax.default_backend() if side == "jax" else "torch-cpu"}
-            print(json.dumps(row), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            _write(args.out, row)
+
+
+def _write(path, row):
+    """Prints a result row, and appends it to `path` (JSON lines) when given."""
+    print(json.dumps(row), flush=True)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
