@@ -6,12 +6,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def commit() -> str:
-    """The checkout's short HEAD hash, marked when the tree has uncommitted changes (results name their code)."""
+    """The checkout's short HEAD hash, marked when the tree has uncommitted changes (results name their code;
+    results files, *.jsonl, that a benchmark appends to do not count)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True).stdout
-        return (head or "unknown") + ("+uncommitted changes" if dirty.strip() else "")
+        changed = [line for line in dirty.splitlines() if line.strip() and not line.endswith(".jsonl")]
+        return (head or "unknown") + ("+uncommitted changes" if changed else "")
     except OSError:
         return "unknown"
