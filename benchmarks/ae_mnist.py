@@ -182,7 +182,7 @@ def _main_rows(args, r, source, mnist, w, probe_n, key):
             iw = applications.iwae(trained, num_samples=1000, num_images=args.iwae_images, key=key)
             row.update(neg_elbo=float(np.mean(trained.anomaly_scores(test_x, key))), iwae_nll=iw["iwae_nll"])
             trow.update(neg_elbo=ts.vae_neg_elbo(tm, test_x),
-                        iwae_nll=_torch_iwae(tm, test_x[applications.test_subset(len(test_x), args.iwae_images, key)],
+                        iwae_nll=_torch_iwae(tm, test_x[data.random_subset(len(test_x), args.iwae_images, key)],
                                              num_samples=1000))
             applications.generate(trained, w("vae_samples.png"), key=key)
         r["jax_rows"][kind], r["torch_rows"][kind] = row, trow

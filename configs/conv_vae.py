@@ -1,6 +1,6 @@
 """Convolutional VAE on dynamically binarised data, so its NLL is a true Bernoulli likelihood (in nats).
 
-Evaluation adds an importance-weighted (IWAE, k=1000) estimate of the test NLL on the first 200 test images.
+Evaluation adds an importance-weighted (IWAE, k=1000) estimate of the test NLL on 200 random test images.
 On MNIST: python train.py --config=configs/conv_vae.py --config.data.source=idx:../shared/data/mnist
 
 Narrow convs (16, 32 channels: their FLOPs set the step time) around wide Dense layers (512: nearly free), and

@@ -326,24 +326,16 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
     return rows
 
 
-def test_subset(total: int, num: int, key: jax.Array) -> np.ndarray:
-    """Sorted indices of `num` test images drawn without replacement from `key` (all `total` when num is 0 or
-    at least total): a random subset, so estimates on it are unbiased for the whole test set."""
-    if not num or num >= total:
-        return np.arange(total)
-    return np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), total)[:num]))
-
-
 def iwae(trained: Trained, *, num_samples: int = 1000, num_images: int = 0, key=None, batch_size: int = 100,
          chunk_size: int = 50) -> dict:
     """Importance-weighted test NLL (nats) with `num_samples` samples on `num_images` test images (0: all; fewer:
-    `test_subset(total, num_images, key)`, so the estimate is unbiased for the whole test set), its standard error
+    `data.random_subset(total, num_images, key)`, so the estimate is unbiased for the whole test set), its standard error
     over those images, and the single-sample negative ELBO on the same images. Binarised models see one fixed
     binarisation of the test set, as in training's evaluation."""
     if trained.kind != "vae":
         raise ValueError("iwae needs a VAE")
     key = jax.random.key(0) if key is None else key
-    rows = test_subset(len(trained.dataset.test_images), num_images, key)
+    rows = data.random_subset(len(trained.dataset.test_images), num_images, key)
     n = len(rows)
     binarize_key, elbo_key, iwae_key = jax.random.split(jax.random.fold_in(key, 1), 3)
     labels = trained.dataset.test_labels

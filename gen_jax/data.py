@@ -238,6 +238,14 @@ def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: i
     return out
 
 
+def random_subset(total: int, num: int, key: jax.Array) -> np.ndarray:
+    """Sorted indices of `num` of `total` examples drawn without replacement from `key` (all of them when num is
+    0 or at least total): estimates on a random subset are unbiased for the whole set, unlike on its first rows."""
+    if not num or num >= total:
+        return np.arange(total)
+    return np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), total)[:num]))
+
+
 def preprocess(images: jax.Array, *, value_range: str = "01", uniform: jax.Array | None = None) -> jax.Array:
     """Maps [0, 1] images to what a model expects: optional dynamic binarisation, then '01' or '-11' range.
 

@@ -114,18 +114,18 @@ def vae_task(config, dataset: data.Dataset) -> Task:
 
     def evaluate(state, dataset, key):
         images, labels = jnp.asarray(dataset.test_images), jnp.asarray(dataset.test_labels)
-        binarize_key, elbo_key, iwae_key = jax.random.split(key, 3)
+        binarize_key, elbo_key, iwae_key, subset_key = jax.random.split(key, 4)
         if binarize:  # one fixed binarisation of the test set
             images = data.preprocess(images, uniform=jax.random.uniform(binarize_key, images.shape))
         scores = batched(lambda i, x: _scores(state.params, x, labels[i:i + len(x)], jax.random.fold_in(elbo_key, i)),
                          images, config.eval.batch_size)
         results = {"neg_elbo": float(scores[:, 0].mean()), "recon_mse": float(scores[:, 1].mean()),
                    "kl": float(scores[:, 2].mean()), "num_test_images": len(images)}
-        if config.eval.iwae_samples > 0:
-            n = config.eval.iwae_images or len(images)
-            nll = batched(lambda i, x: _iwae(state.params, x, labels[i:i + len(x)], jax.random.fold_in(iwae_key, i)),
-                          images[:n], 100)
-            results.update(iwae_nll=float(nll.mean()), neg_elbo_iwae_images=float(scores[:n, 0].mean()),
+        if config.eval.iwae_samples > 0:  # on a random subset of eval.iwae_images test images (0: all)
+            rows = data.random_subset(len(images), config.eval.iwae_images, subset_key)
+            nll = batched(lambda i, x: _iwae(state.params, x, labels[rows][i:i + len(x)],
+                                             jax.random.fold_in(iwae_key, i)), images[rows], 100)
+            results.update(iwae_nll=float(nll.mean()), neg_elbo_iwae_images=float(scores[rows, 0].mean()),
                            iwae_samples=config.eval.iwae_samples, iwae_images=len(nll))
         return results
 

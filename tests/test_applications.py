@@ -123,14 +123,14 @@ def test_generation_grids_for_a_conditional_vae(cvae, tmp_path):
     assert set(paths) == {"samples", "classes"} and all(_is_png(p) for p in paths.values())
 
 
-def test_test_subset_is_a_keyed_random_sample_without_replacement():
-    rows = applications.test_subset(1000, 100, jax.random.key(0))
+def test_random_subset_is_a_keyed_sample_without_replacement():
+    rows = data.random_subset(1000, 100, jax.random.key(0))
     assert len(np.unique(rows)) == 100 and np.all(np.diff(rows) > 0) and rows.max() < 1000
     assert rows.max() > 500   # not the first 100 images
-    np.testing.assert_array_equal(rows, applications.test_subset(1000, 100, jax.random.key(0)))
-    assert not np.array_equal(rows, applications.test_subset(1000, 100, jax.random.key(1)))
+    np.testing.assert_array_equal(rows, data.random_subset(1000, 100, jax.random.key(0)))
+    assert not np.array_equal(rows, data.random_subset(1000, 100, jax.random.key(1)))
     for num in (0, 1000, 5000):
-        np.testing.assert_array_equal(applications.test_subset(1000, num, jax.random.key(0)), np.arange(1000))
+        np.testing.assert_array_equal(data.random_subset(1000, num, jax.random.key(0)), np.arange(1000))
 
 
 def test_cli_iwae_and_generate(cvae, capsys):

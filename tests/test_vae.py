@@ -147,5 +147,7 @@ def test_vae_learns_digits_beyond_the_mean_image(tmp_path):
     baseline = -(x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(len(x), -1).sum(1).mean()
     config = vae_config()
     config.train.steps, config.train.steps_per_call, config.train.progress = 400, 20, False
+    config.eval.iwae_samples, config.eval.iwae_images = 50, 100   # the eval's IWAE on 100 random test images
     result = train(config, str(tmp_path))["eval"]
     assert result["neg_elbo"] < baseline - 1.0, (result, baseline)
+    assert result["iwae_images"] == 100 and result["iwae_nll"] <= result["neg_elbo_iwae_images"], result
