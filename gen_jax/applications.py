@@ -329,8 +329,8 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
 def iwae(trained: Trained, *, num_samples: int = 1000, num_images: int = 0, key=None, batch_size: int = 100,
          chunk_size: int = 50) -> dict:
     """Importance-weighted test NLL (nats) with `num_samples` samples on `num_images` test images (0: all; fewer:
-    `data.random_subset(total, num_images, key)`, so the estimate is unbiased for the whole test set), its standard error
-    over those images, and the single-sample negative ELBO on the same images. Binarised models see one fixed
+    `data.random_subset(total, num_images, key)`, unbiased for the whole test set), its standard error over
+    those images, and the single-sample negative ELBO on the same images. Binarised models see one fixed
     binarisation of the test set, as in training's evaluation."""
     if trained.kind != "vae":
         raise ValueError("iwae needs a VAE")

@@ -123,7 +123,8 @@ def vae_task(config, dataset: data.Dataset) -> Task:
                    "kl": float(scores[:, 2].mean()), "num_test_images": len(images)}
         if config.eval.iwae_samples > 0:  # on a random subset of eval.iwae_images test images (0: all)
             rows = data.random_subset(len(images), config.eval.iwae_images, subset_key)
-            nll = batched(lambda i, x: _iwae(state.params, x, labels[rows][i:i + len(x)],
+            subset_labels = labels[rows]
+            nll = batched(lambda i, x: _iwae(state.params, x, subset_labels[i:i + len(x)],
                                              jax.random.fold_in(iwae_key, i)), images[rows], 100)
             results.update(iwae_nll=float(nll.mean()), neg_elbo_iwae_images=float(scores[rows, 0].mean()),
                            iwae_samples=config.eval.iwae_samples, iwae_images=len(nll))
@@ -231,12 +232,12 @@ def gan_task(config, dataset: data.Dataset) -> Task:
         g_vars = generator.init(g_key, jnp.zeros((2, generator.latent_dim)), labels)
         d_vars = discriminator.init(d_key, jnp.zeros((2, *dataset.image_shape)), labels)
         rest = lambda variables: {k: v for k, v in variables.items() if k != "params"}
-        steps = config.train.steps  # generator updates; the discriminator makes n_critic per step
+        num_steps = config.train.steps  # generator updates; the discriminator makes n_critic per step
         return GANState.create(
-            generator=TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g, steps),
+            generator=TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g, num_steps),
                                         model_state=rest(g_vars)),
             discriminator=TrainState.create(params=d_vars["params"],
-                                            tx=make_optimizer(config.optim_d, steps * config.gan.n_critic),
+                                            tx=make_optimizer(config.optim_d, num_steps * config.gan.n_critic),
                                             model_state=rest(d_vars)),
             historical_averaging=config.gan.historical_averaging > 0)
 
