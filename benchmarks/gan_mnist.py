@@ -86,12 +86,12 @@ def run_jax(config, steps, workdir):
     summary = train(config, workdir)
     if summary["interrupted"] or summary["step"] != steps:
         raise SystemExit(f"gen_jax run {workdir} stopped at step {summary['step']} (signal {summary['interrupted']})")
-    return jax_samples(workdir)
+    return jax_samples(workdir)[:3]
 
 
 def jax_samples(workdir, raw_weights=False):
-    """(samples, labels or None, median images/s) of a finished gen_jax run, drawn as run_jax draws them: from
-    the EMA generator (the config's ema_decay), or from the raw generator weights, as the seed samples."""
+    """(samples, labels or None, median images/s, config) of a finished gen_jax run, drawn as run_jax draws them:
+    from the EMA generator (the config's ema_decay), or from the raw generator weights, as the seed samples."""
     from gen_jax.sample import load_run
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         speeds = [row["images_per_sec"] for row in map(json.loads, f) if "images_per_sec" in row]
@@ -99,7 +99,7 @@ def jax_samples(workdir, raw_weights=False):
     if raw_weights:
         state = state.replace(ema_params=state.generator.params)
     images, labels = task.sample(state, jax.random.key(config.seed + 1), NUM_SAMPLES)
-    return images, labels, float(np.median(speeds))
+    return images, labels, float(np.median(speeds)), config
 
 
 def run_torch(kind, config, steps, x01, labels, threads=None):
@@ -167,15 +167,11 @@ def main(argv=None):
           f"10k MNIST train images score {json.dumps(judge.score(x_train[:NUM_SAMPLES]))}", flush=True)
     if args.rescore_raw:
         for workdir in args.rescore_raw.split(","):
-            images, labels, ips = jax_samples(workdir, raw_weights=True)
-            with open(os.path.join(workdir, "config.json")) as f:
-                saved = json.load(f)
+            images, labels, ips, config = jax_samples(workdir, raw_weights=True)
             _write(args.out, {"kind": args.kinds, "side": "jax", "commit": benchmarks.commit(),
                               "rescored_run": workdir, "steps": args.steps, "images_per_sec": round(ips, 1),
-                              "spectral_norm": bool(saved["discriminator"].get("spectral_norm", False)),
-                              "weight_init": saved["generator"].get("weight_init", "flax"), "weights": "raw",
-                              "overrides": {"seed": saved["seed"]}, **judge.score(images, labels),
-                              "backend": jax.default_backend()})
+                              **_model_fields(config, "jax"), "weights": "raw", "overrides": {"seed": config.seed},
+                              **judge.score(images, labels), "backend": jax.default_backend()})
         return
     for kind in args.kinds.split(","):
         for side in args.sides.split(","):
@@ -187,13 +183,18 @@ def main(argv=None):
                 images, labels, ips = run_torch(kind, config, args.steps, x_train, y_train, threads=args.threads)
             row = {"kind": kind, "side": side, "commit": benchmarks.commit(), "steps": args.steps,
                    "images_per_sec": round(ips, 1),
-                   "spectral_norm": bool(config.discriminator.get("spectral_norm", False)),
-                   "weight_init": config.generator.get("weight_init", "flax") if side == "jax" else "torch",
+                   **_model_fields(config, side),
                    "weights": "EMA" if side == "jax" and config.gan.ema_decay > 0 else "raw",
                    **({"overrides": dict(overrides)} if overrides else {}),
                    "wall_s": round(time.perf_counter() - start), **judge.score(images, labels),
                    "backend": jax.default_backend() if side == "jax" else "torch-cpu"}
             _write(args.out, row)
+
+
+def _model_fields(config, side):
+    """The result row's spectral_norm and weight_init of `config` trained by `side` (torch: PyTorch's init)."""
+    return {"spectral_norm": bool(config.discriminator.get("spectral_norm", False)),
+            "weight_init": config.generator.get("weight_init", "flax") if side == "jax" else "torch"}
 
 
 def _write(path, row):
