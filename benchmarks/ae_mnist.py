@@ -3,7 +3,7 @@
   python benchmarks/ae_mnist.py [--data=../shared/data/mnist] [--workdir=/tmp/ae_mnist] [--steps=3000]
                                 [--anomaly_steps=1000] [--conv_steps=300] [--long_steps=20000] [--iwae_images=10000]
 
-Every gen_jax model is trained by the one train loop (`gen_jax.loop.train`) from a config in configs/; the
+Every gen_jax model is trained by the one train loop (`gen_jax.training.loop.train`) from a config in configs/; the
 seed side is benchmarks/torch_seed.py (same batches, Adam 1e-3, batch 128, same step counts). Writes
 docs/autoencoders.md (the table, with the commit that produced it) and WORKDIR/results.json. Reruns keep the
 sections already in WORKDIR/results.json (--redo=pca,... recomputes them) and reuse finished gen_jax runs
@@ -28,7 +28,8 @@ import benchmarks  # noqa: E402
 from benchmarks import torch_seed as ts  # noqa: E402
 from configs import ae, conv_vae, denoising_ae, sparse_ae  # noqa: E402
 from configs import vae as vae_cfg  # noqa: E402
-from gen_jax import applications, data, loop  # noqa: E402
+from gen_jax import applications, data
+from gen_jax.training import loop  # noqa: E402
 
 
 def _train(config, workdir, steps, **overrides):

@@ -1,7 +1,7 @@
 """Side-by-side GAN benchmark on MNIST: gen_jax (configs/KIND.py through the one train loop) against the
 PyTorch seed (benchmarks/torch_seed.py), same architecture, batch size, optimizer and generator steps.
 
-Both sides' 10k samples are scored by the project's own evaluation (gen_jax.evaluate.generative_metrics) in the
+Both sides' 10k samples are scored by the project's own evaluation (gen_jax.evaluation.sample_quality.generative_metrics) in the
 feature space of a LeNet digit classifier (gen_jax.classifier, ~99% MNIST test accuracy; trained into
 --classifier on first use), against the 10k MNIST test images:
   fid, kid      Frechet / kernel distance in the classifier's feature space; lower is better
@@ -20,7 +20,6 @@ collapses both sides' MLP GAN to 1-4 classes by step 3000).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -35,8 +34,12 @@ import numpy as np  # noqa: E402
 
 import benchmarks  # noqa: E402
 from benchmarks import torch_seed  # noqa: E402
-from gen_jax import classifier as classifier_lib  # noqa: E402
-from gen_jax import data, evaluate  # noqa: E402
+from gen_jax import config as config_lib  # noqa: E402
+from gen_jax import data  # noqa: E402
+from gen_jax.evaluation import domain_classifier as classifier_lib  # noqa: E402
+from gen_jax.evaluation import sample_quality  # noqa: E402
+from gen_jax.training.loop import train  # noqa: E402
+from gen_jax.training.runs import restore_run  # noqa: E402
 
 MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 NUM_SAMPLES = 10_000
@@ -51,11 +54,11 @@ class Judge:
             print(f"training the judge (gen_jax.classifier, LeNet) into {classifier_dir}", flush=True)
             classifier_lib.save(classifier_lib.train(dataset, progress=False), classifier_dir)
         self.classifier = classifier_lib.load(classifier_dir)
-        self.reference = evaluate.reference_stats(self.classifier, dataset, split="test",
-                                                  cache_dir=evaluate.default_cache_dir(classifier_dir))
+        self.reference = sample_quality.reference_stats(self.classifier, dataset, split="test",
+                                                  cache_dir=sample_quality.default_cache_dir(classifier_dir))
 
     def score(self, images01, labels=None) -> dict:
-        results = evaluate.generative_metrics(evaluate.quantize(images01), labels, self.classifier, self.reference,
+        results = sample_quality.generative_metrics(data.quantize(images01), labels, self.classifier, self.reference,
                                               key=jax.random.key(0))
         keep = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl", "label_accuracy",
                 "class_counts", "extractor")
@@ -65,20 +68,12 @@ class Judge:
 # ----------------------------------------------------------------------------- the two sides
 def _config(kind, overrides=()):
     """configs/KIND.py with `overrides`: (dotted key, value) pairs, e.g. ("gan.ema_decay", 0.0)."""
-    spec = importlib.util.spec_from_file_location(kind, os.path.join(ROOT, "configs", f"{kind}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in overrides:
-        section, _, field = key.rpartition(".")
-        (config[section] if section else config)[field] = value
-    return config
+    return config_lib.load(os.path.join(ROOT, "configs", f"{kind}.py"), dict(overrides))
 
 
 def run_jax(config, steps, workdir):
     """Trains `config` (a configs/KIND.py) on MNIST; returns (samples [N, 28, 28, 1] in [0, 1], labels or None,
     images/s)."""
-    from gen_jax.loop import train
     config.data.source = f"idx:{MNIST}"
     config.train.update(steps=steps, log_every=100, sample_every=max(steps // 6, 1), checkpoint_every=steps,
                         progress=False)
@@ -92,14 +87,12 @@ def run_jax(config, steps, workdir):
 def jax_samples(workdir, raw_weights=False):
     """(samples, labels or None, median images/s, config) of a finished gen_jax run, drawn as run_jax draws them:
     from the EMA generator (the config's ema_decay), or from the raw generator weights, as the seed samples."""
-    from gen_jax.sample import load_run
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         speeds = [row["images_per_sec"] for row in map(json.loads, f) if "images_per_sec" in row]
-    config, _, task, state, _ = load_run(workdir)
-    if raw_weights:
-        state = state.replace(ema_params=state.generator.params)
-    images, labels = task.sample(state, jax.random.key(config.seed + 1), NUM_SAMPLES)
-    return images, labels, float(np.median(speeds)), config
+    run = restore_run(workdir)
+    state = run.state.replace(ema_params=run.state.generator.params) if raw_weights else run.state
+    images, labels = run.task.sample(state, jax.random.key(run.config.seed + 1), NUM_SAMPLES)
+    return images, labels, float(np.median(speeds)), run.config
 
 
 def run_torch(kind, config, steps, x01, labels, threads=None):

@@ -19,8 +19,9 @@ import time
 import jax
 import numpy as np
 
-from gen_jax import classifier as classifier_lib
-from gen_jax import data, evaluate, metrics
+from gen_jax import data
+from gen_jax.evaluation import domain_classifier as classifier_lib
+from gen_jax.evaluation import metrics, sample_quality
 
 NOISE = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -51,17 +52,17 @@ def main():
     accuracy = classifier_lib.accuracy(model, dataset.test_images, dataset.test_labels)
     print(f"classifier {model.name}: test accuracy {accuracy:.4f} "
           f"(trained {model.spec['train']['steps']} steps in {model.spec['train']['seconds']} s)")
-    reference = evaluate.reference_stats(model, dataset, split="test")  # not cached: timed below
+    reference = sample_quality.reference_stats(model, dataset, split="test")  # not cached: timed below
     out = {"extractor": model.name, "test_accuracy": accuracy, "reference": reference.name,
            "num_reference": reference.num_images, "num_samples": args.num}
     key = jax.random.key(0)
-    train = evaluate.quantize(dataset.train_images[:args.num])
+    train = data.quantize(dataset.train_images[:args.num])
 
     # the cost of one FID: first call (compiles) and warm calls (what a run pays at every eval)
     _, out["fid_seconds_first"] = timed(lambda: fid_10k(model, train, reference))
     out["fid_seconds"] = min(timed(lambda: fid_10k(model, train, reference))[1] for _ in range(3))
-    suite, _ = timed(lambda: evaluate.generative_metrics(train, None, model, reference, key=key))
-    _, out["suite_seconds"] = timed(lambda: evaluate.generative_metrics(train, None, model, reference, key=key))
+    suite, _ = timed(lambda: sample_quality.generative_metrics(train, None, model, reference, key=key))
+    _, out["suite_seconds"] = timed(lambda: sample_quality.generative_metrics(train, None, model, reference, key=key))
     out["train_vs_test"] = suite
     print(f"10k-sample FID: {out['fid_seconds']:.2f} s warm ({out['fid_seconds_first']:.2f} s first call); "
           f"all metrics: {out['suite_seconds']:.2f} s")
@@ -71,8 +72,8 @@ def main():
     rng = np.random.default_rng(0)
     out["noise"] = []
     for sigma in NOISE:
-        noisy = evaluate.quantize(dataset.train_images[:args.num] + sigma * rng.standard_normal(train.shape))
-        row = evaluate.generative_metrics(noisy, None, model, reference, key=key)
+        noisy = data.quantize(dataset.train_images[:args.num] + sigma * rng.standard_normal(train.shape))
+        row = sample_quality.generative_metrics(noisy, None, model, reference, key=key)
         out["noise"].append({"sigma": sigma, **{k: row[k] for k in ("fid", "kid", "precision", "recall")}})
         print(f"noise sigma {sigma:.2f}: fid {row['fid']:.4g}  kid {row['kid']:.4g}  precision "
               f"{row['precision']:.3f}  recall {row['recall']:.3f}")
@@ -80,13 +81,13 @@ def main():
     out["fid_monotonic_in_noise"] = bool(np.all(np.diff(fids) > 0))
 
     half = dataset.train_images[dataset.train_labels < 5][:args.num]
-    dropped = evaluate.generative_metrics(evaluate.quantize(half), None, model, reference, key=key)
+    dropped = sample_quality.generative_metrics(data.quantize(half), None, model, reference, key=key)
     out["classes_0_to_4"] = dropped
     print(f"classes 0-4 only ({len(half)}): " + ", ".join(
         f"{k} {dropped[k]:.4g}" for k in ("fid", "precision", "recall", "density", "coverage", "classes_covered",
                                           "class_kl")) + f"; histogram {dropped['class_counts']}")
 
-    _, test_probs = model.features_and_probs(evaluate.quantize(dataset.test_images))
+    _, test_probs = model.features_and_probs(data.quantize(dataset.test_images))
     is_mean, is_std = metrics.inception_score(test_probs, key=key)
     out["test_inception_score"] = [float(is_mean), float(is_std)]
     print(f"classifier Inception Score of the test images: {float(is_mean):.3f} +- {float(is_std):.3f}")

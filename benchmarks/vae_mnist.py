@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks import torch_seed
 from gen_jax import data
 from gen_jax.config import vae_config
-from gen_jax.loop import train
+from gen_jax.training.loop import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

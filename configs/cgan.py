@@ -4,7 +4,7 @@ BCE (non-saturating), Adam 2e-4 (b1 0.5), batch 64. Writes a per-class sample gr
 
 On MNIST:
   python train.py --config=configs/cgan.py --workdir=runs/cgan_mnist \
-      --config.data.source=idx:/work/shared/data/mnist
+      --config.data.source=idx:../shared/data/mnist
 Projection discriminator (Miyato & Koyama 2018) instead of concatenation:
   --config.discriminator.conditioning=projection
 """

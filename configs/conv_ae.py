@@ -2,8 +2,8 @@
 up), a 32-d ReLU code, MSE. Convolutions run one step per call (lax.scan makes them slower on XLA:CPU).
 On MNIST: python train.py --config=configs/conv_ae.py --config.data.source=idx:../shared/data/mnist
 
-Narrow convs (16, 32 channels) and 1000 steps keep digits near a minute (the conv VAE's gradient at 28x28,
-batch 128, on 2 CPU cores: 0.14 s a step with 16/32 channels, 0.36 s with 32/64).
+Narrow convs (16, 32 channels: their FLOPs set the step time) and 1000 steps keep the digits run short
+(docs/design-notes.md).
 """
 import ml_collections
 

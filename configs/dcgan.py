@@ -4,10 +4,10 @@ batch 64.
 
 On the 8x8 digits the generator starts from a 2x2 map. On MNIST (28x28, starts from 7x7):
   python train.py --config=configs/dcgan.py --workdir=runs/dcgan_mnist \
-      --config.data.source=idx:/work/shared/data/mnist
+      --config.data.source=idx:../shared/data/mnist
 steps_per_call stays 1: XLA:CPU runs convolutions inside lax.scan far slower.
 Both networks start from PyTorch's initialisation (weight_init='torch'): with Flax's wider default the same
-recipe reached FID 62.9 instead of 47.0 on MNIST at 3000 steps (docs/gans.md).
+recipe scores a clearly worse FID on MNIST at 3000 steps (docs/gans.md).
 """
 from gen_jax.config import gan_config, optimizer_config
 

@@ -2,13 +2,13 @@
 generator loss, Adam 2e-4 (b1 0.5) for both networks, batch 64, on the bundled 8x8 digits.
 
 One deliberate difference from the seed: the discriminator is spectrally normalised. On MNIST at 3000 steps
-the seed's plain recipe drops digits (gen_jax 9/10 classes, the PyTorch seed 7/10); with spectral norm every
-seed tried (0, 2) covers all 10 with a lower FID (docs/gans.md). --config.discriminator.spectral_norm=False
+the seed's plain recipe drops digits; with spectral norm every seed tried covers all 10 with a lower FID
+(docs/gans.md). --config.discriminator.spectral_norm=False
 is the seed's GAN exactly.
 
 Trains in about a minute on 2 CPU cores. On MNIST (3000 generator steps, as the benchmark):
   python train.py --config=configs/gan.py --workdir=runs/gan_mnist \
-      --config.data.source=idx:/work/shared/data/mnist
+      --config.data.source=idx:../shared/data/mnist
 Stabilisation switches (each one flag): --config.gan.real_label=0.9 (one-sided label smoothing),
 --config.gan.feature_matching=True,
 --config.discriminator.minibatch_discrimination=32, --config.discriminator.minibatch_stddev=4,

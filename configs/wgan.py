@@ -5,7 +5,7 @@ sigmoid as critic, Wasserstein loss, 5 critic updates per generator update, crit
 data.batch_size = n_critic * 64: each critic update sees its own 64 real images, as in the paper's Alg. 1 and
 the PyTorch reference. On MNIST (3000 generator steps):
   python train.py --config=configs/wgan.py --workdir=runs/wgan_mnist \
-      --config.data.source=idx:/work/shared/data/mnist
+      --config.data.source=idx:../shared/data/mnist
 """
 from gen_jax.config import gan_config, optimizer_config
 

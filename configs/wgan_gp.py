@@ -1,12 +1,11 @@
 """WGAN-GP (Gulrajani et al. 2017): configs/wgan.py (the seed's MLP generator and critic, 5 critic updates per
 generator update, each on its own 64 real images) with the weight clipping replaced by 10 x a gradient penalty on
 random interpolates, and Adam 1e-4 with betas (0.0, 0.9) as in the paper. Both networks start from PyTorch's
-initialisation (weight_init='torch'; Flax's default scored FID 146.7 / 148.0 instead of 139.8 / 141.5 on MNIST,
-seeds 0 / 1, docs/gans.md). Samples come from the raw generator weights (no EMA): in 3000 steps an EMA of 0.999
-(a 1000-step horizon) lags a generator that is still improving (MNIST, seeds 0-4: mean FID 137.2 raw vs 141.2
-EMA, the same runs). On MNIST:
+initialisation (weight_init='torch'; Flax's default scored worse, docs/gans.md). Samples come from the raw
+generator weights (no EMA): in 3000 steps an EMA of 0.999 (a 1000-step horizon) lags a generator that is
+still improving (docs/gans.md compares the two on the same runs). On MNIST:
   python train.py --config=configs/wgan_gp.py --workdir=runs/wgan_gp_mnist \
-      --config.data.source=idx:/work/shared/data/mnist
+      --config.data.source=idx:../shared/data/mnist
 """
 from configs import wgan
 from gen_jax.config import optimizer_config

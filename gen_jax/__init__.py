@@ -1,12 +1,22 @@
 """gen_jax: autoencoders and GANs in JAX/Flax.
 
-Pure Flax modules (`gen_jax.models`), per-example losses (`gen_jax.losses`), train-step factories
-(`gen_jax.steps`), train states (`gen_jax.train_state`), data (`gen_jax.data`), the one train loop
-(`gen_jax.loop.train`), checkpoints, pictures, the VAE's own functions (`gen_jax.vae`), GAN helpers
-(`gen_jax.gan`), autoencoder applications (`gen_jax.applications`), and evaluation (`gen_jax.metrics`,
-`gen_jax.classifier`, `gen_jax.evaluate`).
+The library, layer by layer (each folder imports only from the ones above it in this list):
+  errors, config, parallel, losses, images   the base: error types, config schemas and `config.load`, named-axis
+                                             helpers, every loss, picture files
+  data/         sources, deterministic batching, value ranges and quantisation, corruptions
+  models/       Flax modules, created by name (`models.create`)
+  families/     what each trained family does, as pure functions (`vae`, `autoencoder`, `gan`)
+  evaluation/   metrics (FID, KID, IS, precision/recall), the domain classifier and InceptionV3 feature
+                extractors, sample quality against cached reference statistics
+  training/     train states, optimizers, step factories, tasks, the one loop, checkpoints, hooks, `runs`
+  applications/ what trained models are for (autoencoders: reduce, anomaly, denoise, generate, compress, IWAE)
+Command-line tools are thin modules over these: `python -m gen_jax.sample | evaluate | classifier |
+applications`, and train.py at the repository root.
 """
-from gen_jax import data, gan, losses, models, steps, train_state, vae
+from gen_jax import config, data, losses, models
 from gen_jax.errors import CheckpointError, ConfigError, DataError, UserError
+from gen_jax.families import autoencoder, gan, vae
+from gen_jax.training import steps
+from gen_jax.training.train_state import GANState, TrainState
 
 __version__ = "0.1.0"

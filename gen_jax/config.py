@@ -1,11 +1,17 @@
-"""Config schemas: the sections every run has, and each model family's defaults. Config files in configs/
-start from one of these and override fields; the result is locked, so a misspelt key is an error, not a
-silently ignored setting.
+"""Configs: each model family's schema, and the one way to load a config file with overrides (`load`).
+
+Config files in configs/ start from a schema here and override fields; the result is locked, so a misspelt
+key is an error that names the nearest real one, never a silently ignored setting.
 """
 from __future__ import annotations
 
+import ast
+import difflib
+import importlib.util
 import json
 import os
+import sys
+from typing import Iterable, Mapping
 
 import ml_collections
 
@@ -175,3 +181,115 @@ def load_saved(workdir: str) -> ml_collections.ConfigDict:
         else:
             merged[key] = value
     return ml_collections.ConfigDict(merged)
+
+
+def _module_from_file(path: str):
+    """Executes a config file as a module; its folder's parent is importable meanwhile (`from configs import
+    wgan` in configs/wgan_gp.py), as it is for train.py at the repository root."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path}: No such file")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    added = root not in sys.path
+    if added:
+        sys.path.insert(0, root)
+    try:
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except Exception as e:  # a config file is user code: any error in it is the user's to fix
+        raise ConfigError(f"config file {path} failed to load: {type(e).__name__}: {e}") from None
+    finally:
+        if added:
+            sys.path.remove(root)
+
+
+def _parse_value(raw: str, current, dotted: str):
+    """A command-line string as the type of the field it replaces (bool, int, float, str, tuple)."""
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("expected true or false")
+            return raw.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, str):
+            return raw
+        if isinstance(current, tuple):
+            if raw.strip() in ("", "()"):
+                return ()
+            items = ast.literal_eval(raw) if raw.strip()[0] in "([" else [_literal(x) for x in raw.split(",")]
+            return tuple(items) if isinstance(items, (list, tuple)) else (items,)
+        return _literal(raw)
+    except (ValueError, SyntaxError) as e:
+        raise ConfigError(f"bad value {dotted}={raw}: {type(current).__name__} expected ({e})") from None
+
+
+def _literal(raw: str):
+    """A Python literal when `raw` is one (1, 0.5, True), else the string itself."""
+    try:
+        return ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        return raw.strip()
+
+
+def _section_and_field(config: ml_collections.ConfigDict, dotted: str):
+    """(the ConfigDict holding `dotted`'s last part, that part); an unknown key names the nearest real one."""
+    *path, field = dotted.split(".")
+    section = config
+    for depth, part in enumerate([*path, field]):
+        keys = list(section.keys()) if isinstance(section, ml_collections.ConfigDict) else []
+        if part not in keys:
+            close = difflib.get_close_matches(part, keys, n=1)
+            where = ".".join(path[:depth]) or "the config"
+            hint = f'Did you mean "{close[0]}"?' if close else f"{where} has: {', '.join(keys) or 'no keys'}"
+            raise ConfigError(f"unknown config key {dotted!r} (no {part!r}); {hint}")
+        if depth < len(path):
+            section = section[part]
+    return section, field
+
+
+def override(config: ml_collections.ConfigDict, overrides: Mapping | Iterable[str]) -> ml_collections.ConfigDict:
+    """Sets dotted keys on `config` in place: {"train.steps": 5} (Python values) or ["train.steps=5", ...]
+    (command-line strings, parsed as the type of the field they replace). Returns `config`."""
+    items = overrides.items() if isinstance(overrides, Mapping) else [_split_assignment(a) for a in overrides]
+    for dotted, value in items:
+        section, field = _section_and_field(config, dotted)
+        current = section[field]
+        if isinstance(value, str) and not isinstance(overrides, Mapping):
+            value = _parse_value(value, current, dotted)
+        if isinstance(current, ml_collections.ConfigDict) and not isinstance(value, (dict, ml_collections.ConfigDict)):
+            raise ConfigError(f"{dotted} is a section ({', '.join(current.keys())}): set one of its keys")
+        try:
+            section[field] = value
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
+            raise ConfigError(f"bad value {dotted}={value!r}: {e}") from None
+    return config
+
+
+def _split_assignment(assignment: str) -> tuple[str, str]:
+    dotted, sep, value = assignment.partition("=")
+    if not sep or not dotted:
+        raise ConfigError(f"override {assignment!r} must look like section.key=value")
+    return dotted.strip(), value
+
+
+def load(path: str, overrides: Mapping | Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """The config of the file at `path` (its `get_config()`), with `overrides` applied (see `override`).
+
+    Every problem (a missing file, one that does not run, no get_config, an unknown key, a bad value) is a
+    ConfigError that says what to fix.
+    """
+    module = _module_from_file(path)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path} defines no get_config()")
+    try:
+        config = module.get_config()
+    except Exception as e:  # user code
+        raise ConfigError(f"get_config() of {path} failed: {type(e).__name__}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict) or config.get("task") not in SCHEMAS:
+        raise ConfigError(f"get_config() of {path} must return a ConfigDict built from a gen_jax.config schema "
+                          f"(task one of {', '.join(SCHEMAS)})")
+    return override(config, overrides)

@@ -3,31 +3,27 @@
 One small autoencoder and one small VAE are trained on digits through the one loop (module fixtures); the
 anomaly test trains an autoencoder without one class (data.exclude_labels) and scores it both ways.
 """
-import importlib
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from gen_jax import applications, data, loop
+from gen_jax import applications, data
+from gen_jax import config as config_lib
+from gen_jax.applications import __main__ as applications_cli
+from gen_jax.training import loop
 from gen_jax.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
-def _config(name, steps, **overrides):
-    config = importlib.import_module(f"configs.{name}").get_config()
-    config.train.update(dict(steps=steps, steps_per_call=50, log_every=steps, sample_every=steps,
-                             checkpoint_every=steps, progress=False))
-    for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        config[section][key] = value
-    return config
+def _config(name, steps, overrides=None):
+    train = {f"train.{k}": v for k, v in dict(steps=steps, steps_per_call=50, log_every=steps, sample_every=steps,
+                                                checkpoint_every=steps, progress=False).items()}
+    return config_lib.load(os.path.join(ROOT, "configs", f"{name}.py"), {**train, **(overrides or {})})
 
 
 def _is_png(path):
@@ -136,9 +132,9 @@ def test_random_subset_is_a_keyed_sample_without_replacement():
 def test_cli_iwae_and_generate(cvae, capsys):
     """The command line reaches the library: `python -m gen_jax.applications TASK --workdir=...`."""
     workdir = cvae[0]
-    assert applications.main(["iwae", f"--workdir={workdir}", "--samples=10", "--images=50"]) == 0
+    assert applications_cli.main(["iwae", f"--workdir={workdir}", "--samples=10", "--images=50"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 50 and result["iwae_nll"] <= result["neg_elbo"] + 1.0
     assert 0 < result["iwae_nll_se"] < 0.5 * result["iwae_nll"]
-    assert applications.main(["generate", f"--workdir={workdir}"]) == 0
+    assert applications_cli.main(["generate", f"--workdir={workdir}"]) == 0
     assert _is_png(os.path.join(workdir, "applications", "generate_classes.png"))

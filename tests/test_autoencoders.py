@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from gen_jax import config as config_lib
-from gen_jax import corruption, data, losses, loop, models, steps, tasks, vae
+from gen_jax import data, losses, models
+from gen_jax.data import corruption
+from gen_jax.families import vae
+from gen_jax.training import loop, optim, steps, tasks
 from gen_jax.models import layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # configs/ is importable from the repo root
 
 
 # ------------------------------------------------------------------------------------------ numpy references
@@ -147,7 +149,7 @@ def _digits_batch(n=64):
 def test_autoencoder_step_compiles_once_and_reports_mean_activation():
     model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_activation="sigmoid")
     state = tasks.TrainState.create(params=model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"],
-                                    tx=tasks.make_optimizer(config_lib.optimizer_config(1e-3), 100))
+                                    tx=optim.make_optimizer(config_lib.optimizer_config(1e-3), 100))
     step = steps.make_autoencoder_step(model, sparsity="kl", corruption="gaussian", axis_name=None)
     step = jax.jit(chex.assert_max_traces(step, n=1))
     batch = _digits_batch()
@@ -162,10 +164,11 @@ _TWO_DEVICES = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, jax.numpy as jnp, numpy as np
     from flax import jax_utils
-    from gen_jax import config, data, models, steps, tasks
+    from gen_jax import config, data, models
+    from gen_jax.training import optim, steps, tasks
     model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_activation="sigmoid")
     state = tasks.TrainState.create(params=model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"],
-                                    tx=tasks.make_optimizer(config.optimizer_config(1e-2), 100))
+                                    tx=optim.make_optimizer(config.optimizer_config(1e-2), 100))
     ds = data.load("digits")
     batch = {"image": jnp.asarray(ds.train_images[:64]), "label": jnp.asarray(ds.train_labels[:64])}
     kw = dict(sparsity="kl", sparsity_weight=1.0, corruption="gaussian")
@@ -227,13 +230,9 @@ def test_iwae_chunking_equals_one_big_log_sum_exp():
 
 
 # ------------------------------------------------------------------------------------------ learning on digits
-def _config(name, **train):
-    import importlib
-    config = importlib.import_module(f"configs.{name}").get_config()
-    config.train.progress = False
-    for k, v in train.items():
-        config.train[k] = v
-    return config
+def _config(name, overrides=None, **train):
+    train = {f"train.{k}": v for k, v in {"progress": False, **train}.items()}
+    return config_lib.load(os.path.join(ROOT, "configs", f"{name}.py"), {**train, **(overrides or {})})
 
 
 @pytest.fixture(scope="module")
@@ -253,13 +252,9 @@ def _nll_threshold(baselines, fraction):
     return baselines["floor"] + fraction * (baselines["nll"] - baselines["floor"])
 
 
-def _train(name, tmp_path, steps, **overrides):
-    config = _config(name, steps=steps, steps_per_call=min(steps, 50) if "conv" not in name else 1,
+def _train(name, tmp_path, steps, overrides=None):
+    config = _config(name, overrides, steps=steps, steps_per_call=min(steps, 50) if "conv" not in name else 1,
                      log_every=steps, sample_every=steps, checkpoint_every=steps)
-    for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        config[section][key] = value
-    config.lock()
     return loop.train(config, str(tmp_path / name))["eval"]
 
 
@@ -267,9 +262,9 @@ def _train(name, tmp_path, steps, **overrides):
 # KL-sparse one 0.16: its penalty first drives the code to the target, then reconstruction catches up)
 @pytest.mark.parametrize("name,num_steps,fraction,model", [
     ("ae", 400, 0.35, {}), ("sparse_ae", 1000, 0.6, {}), ("sparse_ae_l1", 400, 0.35, {}),
-    ("conv_ae", 200, 0.6, {"model__channels": (8, 16), "model__hidden": 64, "optim__learning_rate": 3e-3})])
+    ("conv_ae", 200, 0.6, {"model.channels": (8, 16), "model.hidden": 64, "optim.learning_rate": 3e-3})])
 def test_autoencoders_learn_on_digits(name, num_steps, fraction, model, tmp_path, baselines):
-    results = _train(name, tmp_path, num_steps, **model)
+    results = _train(name, tmp_path, num_steps, model)
     assert results["recon_mse"] < fraction * baselines["mse"], results
     if name == "sparse_ae":  # the KL penalty pulls the mean code toward its 0.05 target (init: ~0.5)
         assert abs(results["mean_activation"] - 0.05) < 0.05, results
@@ -296,8 +291,9 @@ def test_vae_learns_on_digits(trained_vae, baselines):
 def test_conv_vae_learns_on_digits(tmp_path, baselines):
     """Grey-level targets as in the MLP VAE's test, narrow convs (~15 s). On 8x8 the conv VAE's 2x2 maps learn
     slower than the MLP (2000 steps: 24.0 nats with KL warm-up, 24.9 without; the MLP's 1500 reach 0.77)."""
-    results = _train("conv_vae", tmp_path, 2000, data__binarize=False, eval__iwae_samples=0, loss__kl_warmup_steps=500,
-                     model__channels=(8, 16), model__hidden=128, optim__learning_rate=2e-3)
+    results = _train("conv_vae", tmp_path, 2000, {"data.binarize": False, "eval.iwae_samples": 0,
+                                                  "loss.kl_warmup_steps": 500, "model.channels": (8, 16),
+                                                  "model.hidden": 128, "optim.learning_rate": 2e-3})
     assert results["neg_elbo"] < _nll_threshold(baselines, 0.85), (results, _nll_threshold(baselines, 0.85))
 
 

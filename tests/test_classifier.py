@@ -8,11 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import classifier, data
+from gen_jax import data
+from gen_jax.evaluation import domain_classifier as classifier
 from gen_jax.errors import UserError
 
-# A narrow LeNet (8-16 channels, 32 features) trains in seconds on the 8x8 digits.
-TINY = {"widths": [8, 16], "feature_dim": 32, "dropout": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +20,9 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory):
-    """A classifier trained and saved through the command line (`python -m gen_jax.classifier`)."""
-    workdir = str(tmp_path_factory.mktemp("classifier"))
-    assert classifier.main(["--data=digits", f"--workdir={workdir}", "--epochs=8", "--batch_size=64",
-                            "--learning_rate=5e-3", f"--options={json.dumps(TINY)}"]) == 0
-    return workdir
+def trained_dir(digits_classifier_dir):
+    """The session's classifier, trained and saved through the command line (`python -m gen_jax.classifier`)."""
+    return digits_classifier_dir
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def test_missing_config_file(tmp_path):
     import sys
     result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path}",
                              "--config=configs/nope.py"], capture_output=True, text=True, timeout=120)
-    assert_one_line_error(result, r"No such file or directory: 'configs/nope.py'")
+    assert_one_line_error(result, r"config file configs/nope.py: No such file")
 
 
 def test_batch_not_divisible_by_devices(tmp_path):

@@ -148,8 +148,8 @@ def test_batch_indices_are_epoch_permutations_and_pure():
 def test_preprocess_ranges_and_binarisation():
     import jax
     x = np.linspace(0, 1, 11, dtype=np.float32).reshape(1, 11, 1, 1)
-    np.testing.assert_allclose(data.preprocess(x, value_range="-11"), x * 2 - 1)
-    np.testing.assert_allclose(data.to_unit_range(data.preprocess(x, value_range="-11"), "-11"), x, atol=1e-6)
+    np.testing.assert_allclose(data.preprocess(x, value_range=data.SIGNED), x * 2 - 1)
+    np.testing.assert_allclose(data.to_unit_range(data.preprocess(x, value_range=data.SIGNED), data.SIGNED), x, atol=1e-6)
     u = jax.random.uniform(jax.random.key(0), (2000, 11, 1, 1))
     binary = np.asarray(data.preprocess(np.broadcast_to(x, u.shape), uniform=u))
     assert set(np.unique(binary)) <= {0.0, 1.0}

@@ -13,13 +13,15 @@ import numpy as np
 import optax
 import pytest
 
-from gen_jax import gan, losses, models, steps
+from gen_jax import losses, models
+from gen_jax.families import gan
+from gen_jax.training import steps
 from gen_jax.config import optimizer_config
 from gen_jax.errors import ConfigError
-from gen_jax.models import gan as gan_models
+from gen_jax.models import gan_networks as gan_models
 from gen_jax.models import layers
-from gen_jax.tasks import make_optimizer
-from gen_jax.train_state import GANState, TrainState
+from gen_jax.training.optim import make_optimizer
+from gen_jax.training.train_state import GANState, TrainState
 
 SHAPE = (8, 8, 1)
 LATENT = 8
@@ -258,9 +260,7 @@ def test_feature_matching_is_the_generator_loss():
     b, key = batch(), jax.random.key(4)
     state, step, g, d = make(feature_matching=True)
     new, metrics = step(state, b, key)
-    # the generator update's noise: fold_in(key, n_critic), then the step's split into (noise, ...), then z
-    noise_key = jax.random.split(jax.random.fold_in(key, 1), 3)[0]
-    z = jax.random.normal(jax.random.split(noise_key)[0], (8, LATENT))
+    z, _ = gan.generator_inputs(gan.update_keys(key, 1).noise, 8, latent_dim=LATENT)  # the generator update's
     fake = g.apply({"params": state.generator.params}, z, train=True)
     d_vars = {"params": new.discriminator.params}  # the discriminator after its update
     f_real = d.apply(d_vars, b["image"] * 2 - 1, train=True)[1]

@@ -17,9 +17,9 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np, optax
     from flax import jax_utils
-    from gen_jax import steps
-    from gen_jax.models import gan as gm
-    from gen_jax.train_state import GANState, TrainState
+    from gen_jax.training import steps
+    from gen_jax.models import gan_networks as gm
+    from gen_jax.training.train_state import GANState, TrainState
 
     SHAPE, LATENT, BATCH = (8, 8, 1), 8, 16
     CASES = {

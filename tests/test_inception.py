@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from gen_jax import inception
+from gen_jax.evaluation import inception
 from gen_jax.errors import UserError
 
 # Flax leaf -> (torch leaf, axis order taking the Flax array back to torch's), the inverse of the converter.

@@ -14,11 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from gen_jax import data, tasks
-from gen_jax.checkpoint import Checkpointer
-from gen_jax.config import finalize, gan_config, load_saved, vae_config
+from gen_jax import config as config_lib
+from gen_jax.config import gan_config, load_saved, vae_config
 from gen_jax.errors import ConfigError
-from gen_jax.loop import train
+from gen_jax.training.checkpoint import Checkpointer
+from gen_jax.training.loop import train
+from gen_jax.training.runs import restore_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = {"train.steps": 30, "train.steps_per_call": 5, "train.log_every": 10, "train.sample_every": 30,
@@ -27,18 +28,12 @@ SMALL = {"train.steps": 30, "train.steps_per_call": 5, "train.log_every": 10, "t
 
 
 def small_config(**overrides):
-    config = vae_config()
-    for key, value in {**SMALL, **overrides}.items():
-        section, _, field = key.rpartition(".")
-        (config[section] if section else config)[field] = value
-    return config
+    return config_lib.override(vae_config(), {**SMALL, **overrides})
 
 
-def final_params(workdir, config):
+def final_params(workdir):
     """The parameters of the latest checkpoint in workdir, as numpy leaves."""
-    task = tasks.build(finalize(config), data.load(config.data.source))
-    state = Checkpointer(os.path.join(workdir, "checkpoints")).restore(task.init_state(jax.random.key(0)))
-    return jax.tree.leaves(jax.device_get(state.params))
+    return jax.tree.leaves(jax.device_get(restore_run(workdir).state.params))
 
 
 def run_cli(workdir, overrides, devices=1, **kwargs):
@@ -57,7 +52,7 @@ def assert_trees_close(a, b, atol):
 def test_same_seed_same_result_other_seed_differs(tmp_path):
     runs = [train(small_config(**{"seed": seed}), str(tmp_path / f"run{i}"))
             for i, seed in enumerate((0, 0, 1))]
-    params = [final_params(str(tmp_path / f"run{i}"), small_config()) for i in range(3)]
+    params = [final_params(str(tmp_path / f"run{i}")) for i in range(3)]
     for x, y in zip(params[0], params[1]):
         np.testing.assert_array_equal(x, y)
     assert runs[0]["eval"] == runs[1]["eval"]
@@ -84,8 +79,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert Checkpointer(str(tmp_path / "resumed" / "checkpoints")).latest_step() == 13
     summary = train(small_config(), str(tmp_path / "resumed"))
     assert summary["step"] == 30
-    assert_trees_close(final_params(str(tmp_path / "straight"), small_config()),
-                       final_params(str(tmp_path / "resumed"), small_config()), atol=1e-6)
+    assert_trees_close(final_params(str(tmp_path / "straight")),
+                       final_params(str(tmp_path / "resumed")), atol=1e-6)
 
 
 @pytest.mark.parametrize("devices", [2, 4])
@@ -94,8 +89,8 @@ def test_multi_device_equals_one_device(tmp_path, devices):
     train(small_config(), str(tmp_path / "one"))
     result = run_cli(str(tmp_path / "many"), SMALL, devices=devices)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert_trees_close(final_params(str(tmp_path / "one"), small_config()),
-                       final_params(str(tmp_path / "many"), small_config()), atol=1e-5)
+    assert_trees_close(final_params(str(tmp_path / "one")),
+                       final_params(str(tmp_path / "many")), atol=1e-5)
 
 
 def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path):
@@ -119,8 +114,8 @@ def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path):
     assert run_cli(str(tmp_path / "run"), overrides).returncode == 0
     config = small_config(**{k: v for k, v in overrides.items() if k.startswith("train.")})
     train(config, str(tmp_path / "straight"))
-    assert_trees_close(final_params(str(tmp_path / "straight"), config),
-                       final_params(str(tmp_path / "run"), config), atol=1e-5)
+    assert_trees_close(final_params(str(tmp_path / "straight")),
+                       final_params(str(tmp_path / "run")), atol=1e-5)
 
 
 def test_a_run_saved_before_a_setting_existed_loads_with_its_default(tmp_path):

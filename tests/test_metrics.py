@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gen_jax import metrics
+from gen_jax.evaluation import metrics
 from gen_jax.errors import UserError
 
 

@@ -115,7 +115,7 @@ def test_wgan_gp_critic_loss_and_gradients_match_gen_jax():
     import jax.numpy as jnp
 
     from gen_jax import losses
-    from gen_jax.models import gan
+    from gen_jax.models import gan_networks as gan
     rng = np.random.default_rng(0)
     real = rng.uniform(-1, 1, (16, 8, 8, 1)).astype(np.float32)
     fake = np.tanh(rng.normal(size=(16, 8, 8, 1))).astype(np.float32)

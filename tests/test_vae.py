@@ -7,12 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import data, losses, models, steps, vae
+from gen_jax import data, losses, models
+from gen_jax.families import vae
+from gen_jax.training import steps
 from gen_jax.config import vae_config
-from gen_jax.loop import train
+from gen_jax.training.loop import train
 from gen_jax.errors import ConfigError
-from gen_jax.tasks import learning_rate, make_optimizer
-from gen_jax.train_state import TrainState
+from gen_jax.training.optim import learning_rate, make_optimizer
+from gen_jax.training.train_state import TrainState
 
 
 def test_bernoulli_nll_is_the_seeds_summed_bce():

@@ -4,13 +4,13 @@ from __future__ import annotations
 import inspect
 
 from gen_jax.errors import ConfigError
-from gen_jax.models import autoencoders, gan
+from gen_jax.models import autoencoders, gan_networks
 
 FACTORIES = {
-    "mlp_generator": gan.mlp_generator,
-    "dcgan_generator": gan.dcgan_generator,
-    "mlp_discriminator": gan.mlp_discriminator,
-    "dcgan_discriminator": gan.dcgan_discriminator,
+    "mlp_generator": gan_networks.mlp_generator,
+    "dcgan_generator": gan_networks.dcgan_generator,
+    "mlp_discriminator": gan_networks.mlp_discriminator,
+    "dcgan_discriminator": gan_networks.dcgan_discriminator,
     "mlp_vae": autoencoders.mlp_vae,
     "conv_vae": autoencoders.conv_vae,
     "mlp_cvae": autoencoders.mlp_cvae,

@@ -67,8 +67,8 @@ class ConvEncoder(nn.Module):
     linear `features` head.
 
     Space-to-depth + 3x3 conv is a stride-2 6x6 conv (padding 2) with its kernel rearranged, but as a stride-1
-    conv its gradients are fast on XLA:CPU (`layers.Conv`; the conv VAE's step at 28x28, batch 128, channels
-    32/64: 1151 ms with Flax's strided convs, 362 ms so). An optional `condition` [B, K] joins the flat features.
+    conv its gradients are fast on XLA:CPU (`layers.Conv`; measured in docs/design-notes.md). An optional
+    `condition` [B, K] joins the flat features.
     """
 
     channels: Sequence[int] = (32, 64)

@@ -123,9 +123,8 @@ def _kernel_grad(x: jax.Array, g: jax.Array, kernel_shape) -> jax.Array:
     """d(sum g * conv_same(x, k)) / dk: tap (i, j) is shift(x, i - ci, j - cj)^T g = x^T shift(g, ci - i, cj - j).
 
     The operand with fewer channels is the one shifted (9 copies of it instead of an im2col matrix of the
-    other, which XLA:CPU concatenates at ~1 GB/s), and each matmul puts the small side first: measured 148 ms
-    instead of 381 (im2col) and 2040 (XLA) for 64 x 28 x 28 x 128 -> 64, 3 ms instead of 27 for 64 -> 1, and
-    on par with XLA (62 vs 56 ms) for 64 x 14 x 14 x 128 -> 128.
+    other, which XLA:CPU concatenates slowly), and each matmul puts the small side first (timings against
+    im2col and XLA's own gradient: docs/design-notes.md).
     """
     kh, kw, cin, cout = kernel_shape
     taps = [(i - kh // 2, j - kw // 2) for i in range(kh) for j in range(kw)]

@@ -42,7 +42,7 @@ class Checkpointer:
     def restore(self, template, step: int | None = None):
         """Restores the state saved at `step` (default: latest) into the structure of `template`."""
         step = self.latest_step() if step is None else step
-        abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), jax.device_get(template))
+        abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), x.dtype), template)  # arrays or jax.eval_shape's
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             _check_same_layout(restored, abstract)

@@ -1,7 +1,7 @@
 """Tasks: what the one train loop needs from a model family, built from a config.
 
 A `Task` bundles pure functions: create the initial state, the per-device train step, evaluation on the
-held-out split, and the pictures to write. The loop (`gen_jax.loop`) knows nothing else about the family.
+held-out split, and the pictures to write. The loop (`training.loop`) knows nothing else about the family.
 """
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gen_jax import corruption, data, gan, metrics, models, steps, vae
+from gen_jax import data, models
+from gen_jax.data import corruption
 from gen_jax.errors import ConfigError
+from gen_jax.evaluation import metrics
+from gen_jax.families import gan, vae
 from gen_jax.models import autoencoders
-from gen_jax.train_state import GANState, TrainState
+from gen_jax.training import steps
+from gen_jax.training.optim import make_optimizer
+from gen_jax.training.train_state import GANState, TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,46 +35,16 @@ class Task:
     pictures(state, dataset, key) -> {name: images [N, H, W, C] in [0, 1]} for sample grids
     sample(state, key, num) -> (images [num, H, W, C] in [0, 1], labels [num] or None), for generative
       families (`python -m gen_jax.sample`); None where the family cannot sample
+    modules: the Flax modules by role ({"model": ...}, or {"generator": ..., "discriminator": ...}), for
+      using a restored state with the family's pure functions
     """
 
     init_state: Callable[[jax.Array], Any]
     train_step: Callable
     evaluate: Callable[[Any, data.Dataset, jax.Array], dict]
     pictures: Callable[[Any, data.Dataset, jax.Array], dict]
-    sample: Callable[[Any, jax.Array, int], tuple] | None = None
-
-
-def learning_rate(optim, num_updates: int):
-    """The learning rate (a number, or an optax schedule of the update count) of an `optimizer_config`."""
-    if optim.schedule == "constant":
-        return optim.learning_rate
-    if optim.schedule == "cosine":
-        return optax.cosine_decay_schedule(optim.learning_rate, num_updates)
-    raise ConfigError(f"unknown learning-rate schedule {optim.schedule!r}: use constant or cosine")
-
-
-def make_optimizer(optim, num_updates: int) -> optax.GradientTransformation:
-    """An optax transformation from an `optimizer_config` section, for a run of `num_updates` updates."""
-    lr = learning_rate(optim, num_updates)
-    if optim.name == "adam":
-        tx = optax.adam(lr, b1=optim.b1, b2=optim.b2)
-    elif optim.name == "adamw":
-        tx = optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay)
-    elif optim.name == "rmsprop":
-        # PyTorch's RMSprop (the WGAN reference): smoothing constant alpha = b2, eps outside the square root
-        tx = optax.rmsprop(lr, decay=optim.b2, eps=1e-8, eps_in_sqrt=False)
-    elif optim.name == "sgd":
-        tx = optax.sgd(lr, momentum=optim.b1 or None)
-    else:
-        raise ConfigError(f"unknown optimizer {optim.name!r}: use adam, adamw, rmsprop or sgd")
-    if optim.grad_clip_norm > 0:
-        tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
-    return tx
-
-
-def batched(fn: Callable, array, batch_size: int) -> np.ndarray:
-    """Concatenates fn(start, array[start:start+batch_size]) over the leading axis, last partial chunk too."""
-    return np.concatenate([np.asarray(fn(i, array[i:i + batch_size])) for i in range(0, len(array), batch_size)])
+    sample: Callable[[Any, jax.Array, int], tuple] | None
+    modules: dict
 
 
 def create_model(config, dataset: data.Dataset):
@@ -101,33 +75,30 @@ def vae_task(config, dataset: data.Dataset) -> Task:
         return TrainState.create(params=params["params"], tx=make_optimizer(config.optim, config.train.steps))
 
     @jax.jit
-    def _scores(params, images, labels, key):  # per image: neg-ELBO, reconstruction MSE, KL
+    def _scores(params, images, labels, key):  # per image
         eps = jax.random.normal(key, (images.shape[0], model.latent_dim))
         recon, kl = vae.loss_terms(model, params, images, eps, likelihood=likelihood, labels=cond(labels))
         recons = vae.reconstruct(model, params, images, labels=cond(labels))
-        return jnp.stack([recon + kl, jnp.mean((recons - images) ** 2, axis=(1, 2, 3)), kl], axis=1)
-
-    @jax.jit
-    def _iwae(params, images, labels, key):
-        return vae.iwae_nll(model, params, images, key, num_samples=config.eval.iwae_samples,
-                            likelihood=likelihood, labels=cond(labels))
+        return {"neg_elbo": recon + kl, "recon_mse": jnp.mean((recons - images) ** 2, axis=(1, 2, 3)), "kl": kl}
 
     def evaluate(state, dataset, key):
         images, labels = jnp.asarray(dataset.test_images), jnp.asarray(dataset.test_labels)
-        binarize_key, elbo_key, iwae_key, subset_key = jax.random.split(key, 4)
+        binarize_key, elbo_key, iwae_key = jax.random.split(key, 3)
         if binarize:  # one fixed binarisation of the test set
             images = data.preprocess(images, uniform=jax.random.uniform(binarize_key, images.shape))
-        scores = batched(lambda i, x: _scores(state.params, x, labels[i:i + len(x)], jax.random.fold_in(elbo_key, i)),
-                         images, config.eval.batch_size)
-        results = {"neg_elbo": float(scores[:, 0].mean()), "recon_mse": float(scores[:, 1].mean()),
-                   "kl": float(scores[:, 2].mean()), "num_test_images": len(images)}
+        scores = data.map_batches(lambda i, x: _scores(state.params, x, labels[i:i + len(x)],
+                                                       jax.random.fold_in(elbo_key, i)),
+                                  images, config.eval.batch_size)
+        results = {name: float(values.mean()) for name, values in scores.items()}
+        results["num_test_images"] = len(images)
         if config.eval.iwae_samples > 0:  # on a random subset of eval.iwae_images test images (0: all)
-            rows = data.random_subset(len(images), config.eval.iwae_images, subset_key)
-            subset_labels = labels[rows]
-            nll = batched(lambda i, x: _iwae(state.params, x, subset_labels[i:i + len(x)],
-                                             jax.random.fold_in(iwae_key, i)), images[rows], 100)
-            results.update(iwae_nll=float(nll.mean()), neg_elbo_iwae_images=float(scores[rows, 0].mean()),
-                           iwae_samples=config.eval.iwae_samples, iwae_images=len(nll))
+            iwae = vae.iwae_evaluation(model, state.params, dataset.test_images,
+                                       dataset.test_labels if conditional else None, iwae_key,
+                                       num_samples=config.eval.iwae_samples, num_images=config.eval.iwae_images,
+                                       likelihood=likelihood, binarize=binarize)
+            results.update(iwae_nll=iwae["iwae_nll"], iwae_nll_se=iwae["iwae_nll_se"],
+                           neg_elbo_iwae_images=iwae["neg_elbo"], iwae_samples=iwae["num_samples"],
+                           iwae_images=iwae["num_images"])
         return results
 
     def pictures(state, dataset, key):
@@ -149,12 +120,12 @@ def vae_task(config, dataset: data.Dataset) -> Task:
 
     def sample(state, key, num):  # prior samples (gen_jax.sample, gen_jax.evaluate); labels balanced
         labels = np.arange(num, dtype=np.int32) % dataset.num_classes
-        images = batched(lambda i, y: _sample(state.params, jax.random.fold_in(key, i), y), labels, 500)
+        images = data.map_batches(lambda i, y: _sample(state.params, jax.random.fold_in(key, i), y), labels, 500)
         return images, labels if conditional else None
 
     step = steps.make_vae_step(model, beta=config.loss.beta, kl_warmup_steps=config.loss.kl_warmup_steps,
                                likelihood=likelihood, binarize=binarize, conditional=conditional)
-    return Task(init_state, step, evaluate, pictures, sample)
+    return Task(init_state, step, evaluate, pictures, sample, {"model": model})
 
 
 def autoencoder_task(config, dataset: data.Dataset) -> Task:
@@ -172,23 +143,25 @@ def autoencoder_task(config, dataset: data.Dataset) -> Task:
         return TrainState.create(params=params["params"], tx=make_optimizer(config.optim, config.train.steps))
 
     @jax.jit
-    def _scores(params, images, key):  # per image: clean-input MSE, mean code, PSNR of noisy and denoised
+    def _scores(params, images, key):  # per image
         logits, code = model.apply({"params": params}, images)
         corrupted = noisy(key, images)
         denoised = jax.nn.sigmoid(model.apply({"params": params}, corrupted)[0])
-        return jnp.stack([jnp.mean((jax.nn.sigmoid(logits) - images) ** 2, axis=(1, 2, 3)), code.mean(axis=1),
-                          corruption.psnr(corrupted, images), corruption.psnr(denoised, images)], axis=1)
+        return {"recon_mse": jnp.mean((jax.nn.sigmoid(logits) - images) ** 2, axis=(1, 2, 3)),
+                "mean_activation": code.mean(axis=1), "psnr_noisy": corruption.psnr(corrupted, images),
+                "psnr_denoised": corruption.psnr(denoised, images)}
 
     def evaluate(state, dataset, key):
-        scores = batched(lambda i, x: _scores(state.params, x, jax.random.fold_in(key, i)),
-                         jnp.asarray(dataset.test_images), config.eval.batch_size)
-        results = {"recon_mse": float(scores[:, 0].mean()), "mean_activation": float(scores[:, 1].mean()),
-                   "num_test_images": len(scores)}
+        scores = data.map_batches(lambda i, x: _scores(state.params, x, jax.random.fold_in(key, i)),
+                                  jnp.asarray(dataset.test_images), config.eval.batch_size)
+        mean = {name: float(values.mean()) for name, values in scores.items()}
+        results = {"recon_mse": mean["recon_mse"], "mean_activation": mean["mean_activation"],
+                   "num_test_images": len(dataset.test_images)}
         if loss.sparsity != "none":
             results["sparsity_target"] = loss.sparsity_target
         if loss.corruption != "none":
-            results.update(psnr_noisy=float(scores[:, 2].mean()), psnr_denoised=float(scores[:, 3].mean()),
-                           psnr_gain=float(scores[:, 3].mean() - scores[:, 2].mean()))
+            results.update(psnr_noisy=mean["psnr_noisy"], psnr_denoised=mean["psnr_denoised"],
+                           psnr_gain=mean["psnr_denoised"] - mean["psnr_noisy"])
         return results
 
     def pictures(state, dataset, key):
@@ -205,19 +178,19 @@ def autoencoder_task(config, dataset: data.Dataset) -> Task:
                                        sparsity_target=loss.sparsity_target, sparsity_weight=loss.sparsity_weight,
                                        corruption=loss.corruption, noise_factor=loss.noise_factor,
                                        mask_rate=loss.mask_rate)
-    return Task(init_state, step, evaluate, pictures)
+    return Task(init_state, step, evaluate, pictures, None, {"model": model})
 
 
 def gan_task(config, dataset: data.Dataset) -> Task:
     """The GAN family (GAN, DCGAN, conditional GAN, WGAN, WGAN-GP and the stabilisation options) from a
     `gan_config`. Sampling and evaluation use the generator's EMA weights."""
-    g = config.gan
-    if g.loss not in ("bce", "lsgan", "hinge", "wasserstein"):
-        raise ConfigError(f"gan.loss must be bce, lsgan, hinge or wasserstein, got {g.loss!r}")
-    if g.n_critic < 1 or config.data.batch_size % g.n_critic:
-        raise ConfigError(f"gan.n_critic={g.n_critic} must be >= 1 and divide data.batch_size="
+    objective = config.gan
+    if objective.loss not in ("bce", "lsgan", "hinge", "wasserstein"):
+        raise ConfigError(f"gan.loss must be bce, lsgan, hinge or wasserstein, got {objective.loss!r}")
+    if objective.n_critic < 1 or config.data.batch_size % objective.n_critic:
+        raise ConfigError(f"gan.n_critic={objective.n_critic} must be >= 1 and divide data.batch_size="
                           f"{config.data.batch_size} (each critic update takes its own share of the batch)")
-    num_classes = dataset.num_classes if g.conditional else 0
+    num_classes = dataset.num_classes if objective.conditional else 0
 
     def network(section):
         options = {k: v for k, v in section.items() if k != "name"}
@@ -237,9 +210,9 @@ def gan_task(config, dataset: data.Dataset) -> Task:
             generator=TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g, num_steps),
                                         model_state=rest(g_vars)),
             discriminator=TrainState.create(params=d_vars["params"],
-                                            tx=make_optimizer(config.optim_d, num_steps * config.gan.n_critic),
+                                            tx=make_optimizer(config.optim_d, num_steps * objective.n_critic),
                                             model_state=rest(d_vars)),
-            historical_averaging=config.gan.historical_averaging > 0)
+            historical_averaging=objective.historical_averaging > 0)
 
     @functools.partial(jax.jit, static_argnums=2)
     def _sample(state, key, num):
@@ -259,9 +232,9 @@ def gan_task(config, dataset: data.Dataset) -> Task:
         fake, fake_labels = sample(state, key, config.eval.num_samples or len(real))
 
         def mean_output(images, labels):
-            logits = batched(lambda i, x: _scores(state, x, None if labels is None else labels[i:i + len(x)]),
-                             images, config.eval.batch_size)
-            return float(np.mean(jax.nn.sigmoid(logits) if config.gan.loss == "bce" else logits))
+            logits = data.map_batches(lambda i, x: _scores(state, x, None if labels is None else labels[i:i + len(x)]),
+                                      images, config.eval.batch_size)
+            return float(np.mean(jax.nn.sigmoid(logits) if objective.loss == "bce" else logits))
 
         flat = lambda x: jnp.asarray(x).reshape(len(x), -1)
         return {"d_real_test": mean_output(real, real_labels if num_classes else None),
@@ -275,11 +248,13 @@ def gan_task(config, dataset: data.Dataset) -> Task:
             return {"class_samples": jnp.concatenate(rows)}
         return {"samples": _sample(state, key, 64)[0]}
 
-    step = steps.make_gan_step(generator, discriminator, loss=g.loss, saturating=g.saturating, n_critic=g.n_critic,
-                               clip_value=g.clip_value, gp_weight=g.gp_weight, real_label=g.real_label,
-                               feature_matching=g.feature_matching, historical_averaging=g.historical_averaging,
-                               ema_decay=g.ema_decay)
-    return Task(init_state, step, evaluate, pictures, sample)
+    step = steps.make_gan_step(generator, discriminator, loss=objective.loss, saturating=objective.saturating,
+                               n_critic=objective.n_critic, clip_value=objective.clip_value,
+                               gp_weight=objective.gp_weight, real_label=objective.real_label,
+                               feature_matching=objective.feature_matching,
+                               historical_averaging=objective.historical_averaging, ema_decay=objective.ema_decay)
+    return Task(init_state, step, evaluate, pictures, sample,
+                {"generator": generator, "discriminator": discriminator})
 
 
 FAMILIES = {"vae": vae_task, "autoencoder": autoencoder_task, "gan": gan_task}

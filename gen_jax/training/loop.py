@@ -23,10 +23,10 @@ from jax import lax
 from tqdm.auto import tqdm
 
 from gen_jax import config as config_lib
-from gen_jax import data, images, tasks
-from gen_jax import evaluate as evaluation
-from gen_jax.checkpoint import Checkpointer
+from gen_jax import data, images
 from gen_jax.parallel import replicate, unreplicate
+from gen_jax.training import hooks, tasks
+from gen_jax.training.checkpoint import Checkpointer
 
 AXIS = "batch"
 
@@ -120,7 +120,7 @@ def train(config, workdir: str) -> dict:
     num_train = len(dataset.train_images)
     local_batch = data.check_batching(num_train, config.data.batch_size, num_devices)
     task = tasks.build(config, dataset)
-    scorer, best = evaluation.sample_scorer(config, dataset, task), evaluation.best_checkpoint(config, workdir)
+    scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 
     root = jax.random.key(config.seed)  # one stream per purpose
     init_key, train_key, picture_key, eval_key = (jax.random.fold_in(root, i) for i in range(4))

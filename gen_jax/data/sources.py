@@ -1,9 +1,4 @@
-"""Data: one interface over several sources, and deterministic batching for the parallel step.
-
-Every source loads into a `Dataset` of float32 NHWC images in [0, 1] plus int32 labels, held as whole arrays.
-Batching never loops over examples in Python: `batch_indices` gives the global indices of a step's batch as a
-pure function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would, and the
-model-side transform (`preprocess`: value range, dynamic binarisation) runs on the device inside the step.
+"""Data sources: every source loads into a `Dataset` of float32 NHWC images in [0, 1] plus int32 labels.
 
 Sources (`load(source)`):
   digits        scikit-learn's bundled 8x8 digits (1797 images), fixed split: 1500 train / 297 test.
@@ -18,8 +13,6 @@ import gzip
 import os
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.errors import DataError
@@ -208,60 +201,3 @@ def _load_tfds(name: str, data_dir: str | None) -> Dataset:
             images = images[..., None]
         splits.append((images / np.float32(255), labels))
     return _make_dataset(f"tfds:{name}", *splits)
-
-
-def check_batching(num_examples: int, batch_size: int, num_devices: int) -> int:
-    """Validates a global batch size against the data and devices; returns the per-device batch size."""
-    if batch_size <= 0:
-        raise DataError(f"batch size must be positive, got {batch_size}")
-    if batch_size > num_examples:
-        raise DataError(f"batch size {batch_size} is larger than the training set ({num_examples} examples)")
-    if batch_size % num_devices:
-        raise DataError(f"batch size {batch_size} is not divisible by the {num_devices} devices")
-    return batch_size // num_devices
-
-
-def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: int,
-                  batch_size: int) -> np.ndarray:
-    """Global example indices [num_steps, batch_size] for steps first_step.., a pure function of the seed.
-
-    Each epoch is a fresh permutation (seeded by seed and epoch); the last partial batch is dropped.
-    """
-    per_epoch = num_examples // batch_size
-    steps = np.arange(first_step, first_step + num_steps)
-    out = np.empty((num_steps, batch_size), np.int32)
-    for epoch in np.unique(steps // per_epoch):
-        perm = np.random.default_rng([seed, int(epoch)]).permutation(num_examples)
-        rows = steps // per_epoch == epoch
-        starts = (steps[rows] % per_epoch) * batch_size
-        out[rows] = perm[starts[:, None] + np.arange(batch_size)]
-    return out
-
-
-def random_subset(total: int, num: int, key: jax.Array) -> np.ndarray:
-    """Sorted indices of `num` of `total` examples drawn without replacement from `key` (all of them when num is
-    0 or at least total): estimates on a random subset are unbiased for the whole set, unlike on its first rows."""
-    if not num or num >= total:
-        return np.arange(total)
-    return np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), total)[:num]))
-
-
-def preprocess(images: jax.Array, *, value_range: str = "01", uniform: jax.Array | None = None) -> jax.Array:
-    """Maps [0, 1] images to what a model expects: optional dynamic binarisation, then '01' or '-11' range.
-
-    With `uniform` (U[0, 1) noise of the images' shape) pixels are binarised as 1[u < p], a fresh
-    Bernoulli draw each step as in the VAE literature, so the Bernoulli likelihood is a true likelihood.
-    """
-    if uniform is not None:
-        images = (uniform < images).astype(images.dtype)
-    if value_range == "-11":
-        return images * 2.0 - 1.0
-    if value_range == "01":
-        return images
-    raise ValueError(f"value_range must be '01' or '-11', got {value_range!r}")
-
-
-def to_unit_range(images: jax.Array, value_range: str) -> jax.Array:
-    """Inverse of `preprocess`'s range map: model-space images back to [0, 1] (clipped) for display."""
-    images = (images + 1.0) / 2.0 if value_range == "-11" else images
-    return jnp.clip(images, 0.0, 1.0)

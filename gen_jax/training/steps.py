@@ -8,13 +8,16 @@ every device (per-device noise is cut from the global batch's draw, see `paralle
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gen_jax import corruption as corruption_lib
-from gen_jax import data, gan, losses, vae
-from gen_jax.models.gan import with_axis
+from gen_jax import data, losses
+from gen_jax.data import corruption as corruption_lib
+from gen_jax.families import gan, vae
+from gen_jax.models.gan_networks import with_axis
 from gen_jax.parallel import local_rows, pmean
 
 
@@ -65,7 +68,7 @@ def make_autoencoder_step(model, *, reconstruction: str = "mse", sparsity: str =
       sparsity: 'none'; 'kl' (the seed's penalty: sparsity_weight * sum_j KL(target || rho_hat_j), rho_hat
         the mean code over the *global* batch: averaged over devices, so N devices equal one; needs codes
         in (0, 1), i.e. a sigmoid code) or 'l1' (sparsity_weight * mean_b sum_j |code_bj|).
-      corruption: 'none', 'gaussian' or 'masking' (`gen_jax.corruption.corrupt`): the model sees the
+      corruption: 'none', 'gaussian' or 'masking' (`gen_jax.data.corruption.corrupt`): the model sees the
         corrupted batch and is scored against the clean one (denoising, Vincent et al. 2008).
       axis_name: the device axis to average over, or None when not mapped.
     Returns:
@@ -115,7 +118,7 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
     draw (z, fake labels, dropout, GP interpolates) is cut from the global batch's draw.
 
     Args:
-      generator, discriminator: modules from `gen_jax.models.gan` (conditional when generator.num_classes).
+      generator, discriminator: modules from `gen_jax.models.gan_networks` (conditional when generator.num_classes).
       loss: 'bce' (minimax / non-saturating), 'lsgan', 'hinge' or 'wasserstein' (`losses.discriminator_loss`).
       saturating: for bce, the minimax generator loss log(1 - D(G(z))) instead of -log D(G(z)).
       n_critic: discriminator updates per generator update.
@@ -126,7 +129,7 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
         features (global-batch means) instead of its adversarial loss (Salimans et al. 2016).
       historical_averaging: >0 adds that weight times ||theta - running mean of theta||^2 to both losses.
       ema_decay: decay of the EMA of the generator's params kept for sampling (0: EMA = params), with a
-        warm-up (`gan.ema_decay`).
+        warm-up (`families.gan.ema_decay`).
       axis_name: the device axis, or None when not mapped.
     Returns:
       step(state: GANState, batch, key) -> (state, metrics): d_loss, g_loss (adversarial parts), d_real and
@@ -138,25 +141,20 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
     num_classes = generator.num_classes
     as_output = jax.nn.sigmoid if loss == "bce" else (lambda logits: logits)
 
-    def noise(key, rows):
-        z_key, y_key = jax.random.split(key)
-        z = local_rows(jax.random.normal, z_key, (rows, generator.latent_dim), axis_name)
-        if not num_classes:
-            return z, None
-        return z, local_rows(lambda k, s: jax.random.randint(k, s, 0, num_classes), y_key, (rows,), axis_name)
+    noise = functools.partial(gan.generator_inputs, latent_dim=generator.latent_dim, num_classes=num_classes,
+                              axis_name=axis_name)
 
-    def critic_update(state, real, real_y, key):
-        noise_key, real_key, fake_key, gp_key, interp_key = jax.random.split(key, 5)
-        z, fake_y = noise(noise_key, real.shape[0])
+    def critic_update(state, real, real_y, keys: gan.UpdateKeys):
+        z, fake_y = noise(keys.noise, real.shape[0])
         g, d = state.generator, state.discriminator
         fake, g_model_state = gan.apply(generator, g.params, g.model_state, z, fake_y, train=True)
         fake = lax.stop_gradient(fake)
 
         def loss_fn(params):
             (real_logits, _), ms = gan.apply(discriminator, params, d.model_state, real, real_y, train=True,
-                                             rngs={"dropout": real_key})
+                                             rngs={"dropout": keys.first_pass})
             (fake_logits, _), ms = gan.apply(discriminator, params, ms, fake, fake_y, train=True,
-                                             rngs={"dropout": fake_key})
+                                             rngs={"dropout": keys.second_pass})
             adv = jnp.mean(losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits, kind=loss,
                                                      real_label=real_label))
             metrics = {"d_loss": adv, "d_real": jnp.mean(as_output(real_logits)),
@@ -166,8 +164,8 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
                 metrics["w_distance"] = jnp.mean(real_logits) - jnp.mean(fake_logits)
             if gp_weight:
                 def critic(x):  # interpolates are scored with the real labels
-                    return gan.apply(discriminator, params, ms, x, real_y, train=True, rngs={"dropout": gp_key})[0][0]
-                metrics["gp"] = jnp.mean(losses.gradient_penalty(critic, real=real, fake=fake, key=interp_key,
+                    return gan.apply(discriminator, params, ms, x, real_y, train=True, rngs={"dropout": keys.penalty})[0][0]
+                metrics["gp"] = jnp.mean(losses.gradient_penalty(critic, real=real, fake=fake, key=keys.interpolation,
                                                                  axis_name=axis_name))
                 total = total + gp_weight * metrics["gp"]
             if historical_averaging:
@@ -187,18 +185,17 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
         return state.replace(generator=g.replace(model_state=g_model_state), discriminator=d,
                              averages=averages), metrics
 
-    def generator_update(state, real, real_y, key):
-        noise_key, fake_key, real_key = jax.random.split(key, 3)
-        z, fake_y = noise(noise_key, real.shape[0])
+    def generator_update(state, real, real_y, keys: gan.UpdateKeys):
+        z, fake_y = noise(keys.noise, real.shape[0])
         g, d = state.generator, state.discriminator
 
         def loss_fn(params):
             fake, g_model_state = gan.apply(generator, params, g.model_state, z, fake_y, train=True)
             (fake_logits, fake_features), _ = gan.apply(discriminator, d.params, d.model_state, fake, fake_y,
-                                                        train=True, rngs={"dropout": fake_key})
+                                                        train=True, rngs={"dropout": keys.first_pass})
             if feature_matching:
                 (_, real_features), _ = gan.apply(discriminator, d.params, d.model_state, real, real_y, train=True,
-                                                  rngs={"dropout": real_key})
+                                                  rngs={"dropout": keys.second_pass})
                 adv = losses.feature_matching(  # means over the global batch
                     real_features=pmean(jnp.mean(real_features, axis=0, keepdims=True), axis_name),
                     fake_features=pmean(jnp.mean(fake_features, axis=0, keepdims=True), axis_name))
@@ -219,19 +216,19 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
                              averages=averages), metrics
 
     def step(state, batch, key):
-        images = data.preprocess(batch["image"], value_range="-11")
+        images = data.preprocess(batch["image"], value_range=data.SIGNED)
         labels = batch["label"] if num_classes else None
         if images.shape[0] % n_critic:
             raise ValueError(f"per-device batch {images.shape[0]} is not divisible by n_critic={n_critic}")
         critic_metrics = []
         for i in range(n_critic):  # unrolled: n_critic is small, and convs inside scan are slow on XLA:CPU
             real, real_y = images[i::n_critic], None if labels is None else labels[i::n_critic]
-            state, metrics = critic_update(state, real, real_y, jax.random.fold_in(key, i))
+            state, metrics = critic_update(state, real, real_y, gan.update_keys(key, i))
             critic_metrics.append(metrics)
         metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *critic_metrics)
         if clip_value:
             metrics["d_weight_max"] = jnp.max(jnp.stack([m["d_weight_max"] for m in critic_metrics]))
-        state, g_metrics = generator_update(state, real, real_y, jax.random.fold_in(key, n_critic))
+        state, g_metrics = generator_update(state, real, real_y, gan.update_keys(key, n_critic))
         return state, pmean({**metrics, **g_metrics}, axis_name)
 
     return step

@@ -1,5 +1,5 @@
 """What trained autoencoders are for: each application is a library function that returns its numbers and
-writes a picture, and each is reachable from the command line:
+writes a picture; `python -m gen_jax.applications` is the command line over them:
 
   python -m gen_jax.applications reduce   --workdir=DIR [--out=PNG]   # 2-D scatter, AE vs PCA, linear probe
   python -m gen_jax.applications anomaly  --config=configs/ae.py --held_out=0,1 --workdir=ROOT [--steps=N]
@@ -9,27 +9,38 @@ writes a picture, and each is reachable from the command line:
   python -m gen_jax.applications compress --workdir=DIR1 --workdir=DIR2 ...   # PSNR against code bits
   python -m gen_jax.applications iwae     --workdir=DIR [--samples=1000] [--images=1000]
 
-A workdir is one trained by `train.py` (any autoencoder or VAE config): `load_trained` restores its latest
-checkpoint into the task's own state template. Pictures go to WORKDIR/applications/ unless --out is given.
+A workdir is one trained by `train.py` (any autoencoder or VAE config); `load_trained` opens it through
+`training.runs.restore_run`. Pictures go to WORKDIR/applications/ unless --out is given.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
 import os
-import sys
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import ml_collections
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from gen_jax import config as config_lib
-from gen_jax import corruption, data, images, tasks, vae
-from gen_jax.checkpoint import Checkpointer
-from gen_jax.models import autoencoders
+from gen_jax import data, images
+from gen_jax.data import corruption
+from gen_jax.errors import UserError
+from gen_jax.families import autoencoder, vae
+from gen_jax.training import loop
+from gen_jax.training.runs import restore_run
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+
+FAMILY_FUNCTIONS = {"vae": vae, "autoencoder": autoencoder}  # the same code/decode/reconstruct/anomaly_score
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -37,7 +48,7 @@ from gen_jax.models import autoencoders
 # ----------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Trained:
-    """A trained autoencoder or VAE with what it was trained on. `kind` is 'autoencoder' or 'vae'."""
+    """A trained autoencoder or VAE with what it was trained on; its family's functions run in jitted batches."""
 
     config: ml_collections.ConfigDict
     dataset: data.Dataset
@@ -45,53 +56,37 @@ class Trained:
     params: object
 
     @property
-    def kind(self) -> str:
-        return "vae" if isinstance(self.model, autoencoders.VAE) else "autoencoder"
+    def family(self) -> ModuleType:
+        """`families.vae` or `families.autoencoder`: both offer code, decode, reconstruct and anomaly_score."""
+        return FAMILY_FUNCTIONS[self.config.task]
 
     @property
     def conditional(self) -> bool:
-        return isinstance(self.model, autoencoders.ConditionalVAE)
+        return getattr(self.model, "num_classes", 0) > 0
 
     @property
     def code_dim(self) -> int:
-        return self.model.latent_dim if self.kind == "vae" else self.model.code_dim
-
-    def _labels(self, labels):
-        return labels if self.conditional else None
+        return self.model.latent_dim if self.config.task == "vae" else self.model.code_dim
 
     @functools.cached_property
     def _jitted(self) -> dict:
-        """The model's encode / decode / score functions, compiled once per Trained."""
-        model, vae_kind = self.model, self.kind == "vae"
-        cond = self._labels
+        """The family's functions bound to the model, compiled once per Trained."""
+        likelihood = self.config.loss.get("likelihood", "")
+        score = functools.partial(self.family.anomaly_score, likelihood=likelihood)
+        return {name: jax.jit(functools.partial(fn, self.model))
+                for name, fn in (("code", self.family.code), ("decode", self.family.decode),
+                                 ("reconstruct", self.family.reconstruct), ("score", score))}
 
-        def encode(params, x, labels):
-            if vae_kind:
-                return vae.encode(model, params, x, labels=cond(labels))[0]
-            return model.apply({"params": params}, x, method=model.encode)
-
-        def decode(params, z, labels):
-            if vae_kind:
-                return vae.decode(model, params, z, labels=cond(labels))
-            return jax.nn.sigmoid(model.apply({"params": params}, z, method=model.decode))
-
-        def score(params, x, labels, key):
-            if vae_kind:
-                return vae.negative_elbo(model, params, x, key, likelihood=self.config.loss.likelihood,
-                                         labels=cond(labels))
-            return jnp.sum((decode(params, encode(params, x, labels), labels) - x) ** 2, axis=(1, 2, 3))
-
-        return {"encode": jax.jit(encode), "decode": jax.jit(decode), "score": jax.jit(score),
-                "reconstruct": jax.jit(lambda p, x, y: decode(p, encode(p, x, y), y))}
-
-    def _run(self, name, array, labels, batch_size, *extra):
+    def _run(self, name, array, labels, batch_size, key=None):
         fn = self._jitted[name]
-        return tasks.batched(lambda i, x: fn(self.params, x, _slice(labels, i, x), *[e(i) for e in extra]),
-                             array, batch_size)
+        extra = (lambda i: (jax.random.fold_in(key, i),)) if key is not None else (lambda i: ())
+        labels = labels if self.conditional else None
+        return data.map_batches(lambda i, x: fn(self.params, x, *extra(i), labels=_slice(labels, i, x)),
+                                array, batch_size)
 
     def encode(self, images, labels=None, *, batch_size: int = 1000) -> np.ndarray:
         """Codes [N, code_dim]: the code of an autoencoder, the posterior mean of a VAE."""
-        return self._run("encode", images, labels, batch_size)
+        return self._run("code", images, labels, batch_size)
 
     def reconstruct(self, images, labels=None, *, batch_size: int = 1000) -> np.ndarray:
         """Reconstructions in [0, 1] (a VAE decodes its posterior mean)."""
@@ -103,7 +98,7 @@ class Trained:
 
     def anomaly_scores(self, images, key, labels=None, *, batch_size: int = 1000) -> np.ndarray:
         """Per-image anomaly score [N]: squared reconstruction error (autoencoder) or negative ELBO (VAE)."""
-        return self._run("score", images, labels, batch_size, lambda i: jax.random.fold_in(key, i))
+        return self._run("score", images, labels, batch_size, key)
 
 
 def _slice(labels, start, like):
@@ -111,19 +106,14 @@ def _slice(labels, start, like):
 
 
 def load_trained(workdir: str, *, source: str | None = None) -> Trained:
-    """Restores the latest checkpoint in `workdir` (written by train.py) with its config and data set.
+    """The latest checkpoint of the autoencoder or VAE run in `workdir` (written by train.py).
 
     `source` overrides the data source recorded in the workdir's config (e.g. to score another data set).
     """
-    config = config_lib.load_saved(workdir)
-    dataset = data.load(source) if source else data.from_config(config.data)
-    task = tasks.build(config, dataset)
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    if checkpointer.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train it first with train.py")
-    state = checkpointer.restore(task.init_state(jax.random.key(0)))
-    checkpointer.close()
-    return Trained(config, dataset, tasks.create_model(config, dataset), state.params)
+    run = restore_run(workdir, source=source)
+    if run.config.task not in FAMILY_FUNCTIONS:
+        raise UserError(f"{workdir} holds a {run.config.task!r} run; the applications need an autoencoder or VAE")
+    return Trained(run.config, run.dataset, run.task.modules["model"], run.state.params)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -131,7 +121,6 @@ def load_trained(workdir: str, *, source: str | None = None) -> Trained:
 # ----------------------------------------------------------------------------------------------------------
 def pca_reconstruction_mse(train_images, test_images, num_components: int) -> float:
     """Held-out per-pixel MSE of PCA with `num_components` fitted on the training images (pixels clipped)."""
-    from sklearn.decomposition import PCA
     flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
     pca = PCA(num_components, random_state=0).fit(flat(train_images))
     recon = np.clip(pca.inverse_transform(pca.transform(flat(test_images))), 0.0, 1.0)
@@ -140,9 +129,6 @@ def pca_reconstruction_mse(train_images, test_images, num_components: int) -> fl
 
 def linear_probe(train_features, train_labels, test_features, test_labels) -> float:
     """Test accuracy of a logistic regression fitted on standardised features (feature-learning probe)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200))
     probe.fit(flat(train_features), train_labels)
@@ -156,7 +142,6 @@ def reduce_dimensions(trained: Trained, out_png: str, *, max_train: int = 10000)
     Returns held-out per-pixel MSE of the model and of PCA with as many components as the code has, and
     linear-probe accuracy on the codes and on raw pixels (both fitted on up to `max_train` training images).
     """
-    from sklearn.decomposition import PCA
     ds = trained.dataset
     train_x, train_y = ds.train_images[:max_train], ds.train_labels[:max_train]
     train_codes = trained.encode(train_x, train_y)
@@ -171,7 +156,6 @@ def reduce_dimensions(trained: Trained, out_png: str, *, max_train: int = 10000)
         "probe_accuracy_pixels": linear_probe(train_x, train_y, ds.test_images, ds.test_labels),
     }
     points = test_codes if k == 2 else PCA(2, random_state=0).fit(train_codes).transform(test_codes)
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     scatter = ax.scatter(points[:, 0], points[:, 1], c=ds.test_labels, cmap="tab10", s=4)
     fig.colorbar(scatter, ax=ax, label="label")
@@ -186,7 +170,6 @@ def reduce_dimensions(trained: Trained, out_png: str, *, max_train: int = 10000)
 # ----------------------------------------------------------------------------------------------------------
 def auroc(scores, is_anomaly) -> float:
     """ROC AUC of anomaly scores (higher = more anomalous) against boolean labels."""
-    from sklearn.metrics import roc_auc_score
     return float(roc_auc_score(np.asarray(is_anomaly, bool), np.asarray(scores, np.float64)))
 
 
@@ -194,7 +177,7 @@ def knn_cosine_distance(queries, references, *, k: int = 5, batch_size: int = 50
     """Mean cosine distance [N] from each query row to its k nearest reference rows (exact, in chunks)."""
     refs = _unit_rows(jnp.asarray(references, jnp.float32))
     k = min(k, refs.shape[0])
-    return tasks.batched(lambda i, q: _knn_cosine(jnp.asarray(q, jnp.float32), refs, k), queries, batch_size)
+    return data.map_batches(lambda i, q: _knn_cosine(jnp.asarray(q, jnp.float32), refs, k), queries, batch_size)
 
 
 def _unit_rows(x):
@@ -223,18 +206,17 @@ def anomaly_detection(trained: Trained, anomaly_label: int, out_png: str, *, key
     key = jax.random.key(0) if key is None else key
     if score == "reconstruction":
         scores = trained.anomaly_scores(ds.test_images, key, ds.test_labels)
-        axis_label = "negative ELBO (nats)" if trained.kind == "vae" else "squared reconstruction error"
+        axis_label = "negative ELBO (nats)" if trained.config.task == "vae" else "squared reconstruction error"
     elif score == "code_knn":
         normal = ds.train_labels != anomaly_label
         scores = knn_cosine_distance(trained.encode(ds.test_images, ds.test_labels),
                                      trained.encode(ds.train_images[normal], ds.train_labels[normal]), k=k)
         axis_label = f"mean cosine distance to the {k} nearest training codes"
     else:
-        raise ValueError(f"unknown anomaly score {score!r}: use one of {ANOMALY_SCORES}")
+        raise UserError(f"unknown anomaly score {score!r}: use one of {ANOMALY_SCORES}")
     is_anomaly = ds.test_labels == anomaly_label
     result = {"anomaly_label": int(anomaly_label), "score": score, "auroc": auroc(scores, is_anomaly),
               "num_anomalies": int(is_anomaly.sum()), "num_normal": int((~is_anomaly).sum())}
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.histogram_bin_edges(scores, bins=50)
     ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, density=True, label="normal (trained classes)")
@@ -249,7 +231,6 @@ def anomaly_detection(trained: Trained, anomaly_label: int, out_png: str, *, key
 def train_without(config, workdir: str, anomaly_label: int) -> Trained:
     """Trains `config` with train.py's loop on its data minus class `anomaly_label` (data.exclude_labels);
     returns the model, whose data set keeps every class in its test split. Reruns resume."""
-    from gen_jax import loop
     config = ml_collections.ConfigDict(config.to_dict())
     config.data.exclude_labels = (anomaly_label,)
     loop.train(config, workdir)
@@ -279,8 +260,8 @@ def denoise(trained: Trained, out_png: str, *, key=None, kind: str = "gaussian",
 def generate(trained: Trained, out_png: str, *, key=None, num: int = 64) -> dict:
     """VAE generation grids: prior samples (OUT), latent interpolations (OUT_interpolations.png) and, for a
     conditional VAE, one row per class (OUT_classes.png). Returns the paths written."""
-    if trained.kind != "vae":
-        raise ValueError("generate needs a VAE (a deterministic autoencoder has no prior to sample)")
+    if trained.config.task != "vae":
+        raise UserError("generate needs a VAE (a deterministic autoencoder has no prior to sample)")
     key = jax.random.key(0) if key is None else key
     model, params, ds = trained.model, trained.params, trained.dataset
     stem = os.path.splitext(out_png)[0]
@@ -314,7 +295,6 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
         rows.append({"code_dim": trained.code_dim, "bits_per_image": 16 * trained.code_dim,
                      "raw_bits_per_image": 8 * int(np.prod(ds.image_shape)), "psnr": psnr,
                      "mse": float(np.mean((recon - ds.test_images) ** 2))})
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot([r["bits_per_image"] for r in rows], [r["psnr"] for r in rows], marker="o")
     for r in rows:
@@ -328,106 +308,23 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
 
 def iwae(trained: Trained, *, num_samples: int = 1000, num_images: int = 0, key=None, batch_size: int = 100,
          chunk_size: int = 50) -> dict:
-    """Importance-weighted test NLL (nats) with `num_samples` samples on `num_images` test images (0: all; fewer:
-    `data.random_subset(total, num_images, key)`, unbiased for the whole test set), its standard error over
-    those images, and the single-sample negative ELBO on the same images. Binarised models see one fixed
-    binarisation of the test set, as in training's evaluation."""
-    if trained.kind != "vae":
-        raise ValueError("iwae needs a VAE")
-    key = jax.random.key(0) if key is None else key
-    rows = data.random_subset(len(trained.dataset.test_images), num_images, key)
-    n = len(rows)
-    binarize_key, elbo_key, iwae_key = jax.random.split(jax.random.fold_in(key, 1), 3)
-    labels = trained.dataset.test_labels
-    x, y = jnp.asarray(trained.dataset.test_images[rows]), None if labels is None else labels[rows]
-    if trained.config.data.binarize:
-        x = data.preprocess(x, uniform=jax.random.uniform(binarize_key, x.shape))
-    model, likelihood = trained.model, trained.config.loss.likelihood
-    fn = jax.jit(functools.partial(vae.iwae_nll, model, num_samples=num_samples, chunk_size=chunk_size,
-                                   likelihood=likelihood))
-    nll = tasks.batched(lambda i, xb: fn(trained.params, xb, jax.random.fold_in(iwae_key, i),
-                                         labels=trained._labels(_slice(y, i, xb))), x, batch_size)
-    elbo = trained.anomaly_scores(x, elbo_key, y, batch_size=batch_size)
-    return {"iwae_nll": float(nll.mean()), "iwae_nll_se": float(nll.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
-            "neg_elbo": float(elbo.mean()), "num_samples": num_samples, "num_images": int(n)}
+    """Importance-weighted test NLL (nats) of a VAE: `families.vae.iwae_evaluation` on the test split."""
+    if trained.config.task != "vae":
+        raise UserError("iwae needs a VAE")
+    ds = trained.dataset
+    return vae.iwae_evaluation(trained.model, trained.params, ds.test_images,
+                               ds.test_labels if trained.conditional else None,
+                               jax.random.key(0) if key is None else key, num_samples=num_samples,
+                               num_images=num_images, likelihood=trained.config.loss.likelihood,
+                               binarize=trained.config.data.binarize, batch_size=batch_size, chunk_size=chunk_size)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Plot helpers and the command line
+# Plot helpers
 # ----------------------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    plt.close(fig)
     return path
-
-
-def _out(args, name: str) -> str:
-    return args.out or os.path.join(args.workdir[0], "applications", f"{name}.png")
-
-
-def main(argv=None) -> int:
-    """Command-line entry: `python -m gen_jax.applications TASK --workdir=DIR ...` (see the module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m gen_jax.applications", description=__doc__.split("\n\n")[0])
-    parser.add_argument("task", choices=["reduce", "anomaly", "denoise", "generate", "compress", "iwae"])
-    parser.add_argument("--workdir", action="append", required=True,
-                        help="trained workdir (compress: repeat for each code size; anomaly: output root)")
-    parser.add_argument("--out", default="", help="PNG to write (default WORKDIR/applications/TASK.png)")
-    parser.add_argument("--config", default="", help="anomaly: config file to train without each held-out class")
-    parser.add_argument("--held_out", default="0", help="anomaly: comma-separated classes to hold out")
-    parser.add_argument("--steps", type=int, default=0, help="anomaly: override train.steps")
-    parser.add_argument("--score", default="reconstruction", choices=ANOMALY_SCORES,
-                        help="anomaly: reconstruction error / negative ELBO, or kNN distance between codes")
-    parser.add_argument("--source", default="", help="anomaly: override data.source (e.g. idx:DIR)")
-    parser.add_argument("--corruption", default="gaussian", choices=["gaussian", "masking"])
-    parser.add_argument("--noise_factor", type=float, default=0.3)
-    parser.add_argument("--mask_rate", type=float, default=0.25)
-    parser.add_argument("--samples", type=int, default=1000, help="iwae: importance samples k")
-    parser.add_argument("--images", type=int, default=0, help="iwae: test images used, a random subset (0: all)")
-    args = parser.parse_args(argv)
-    if args.task == "reduce":
-        result = reduce_dimensions(load_trained(args.workdir[0]), _out(args, "reduce"))
-    elif args.task == "denoise":
-        result = denoise(load_trained(args.workdir[0]), _out(args, "denoise"), kind=args.corruption,
-                         noise_factor=args.noise_factor, mask_rate=args.mask_rate)
-    elif args.task == "generate":
-        result = generate(load_trained(args.workdir[0]), _out(args, "generate"))
-    elif args.task == "compress":
-        result = compression([load_trained(w) for w in args.workdir], _out(args, "compress"))
-    elif args.task == "iwae":
-        result = iwae(load_trained(args.workdir[0]), num_samples=args.samples, num_images=args.images)
-    else:
-        result = _anomaly_cli(args)
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def _anomaly_cli(args) -> dict:
-    if not args.config:
-        raise SystemExit("anomaly needs --config=configs/NAME.py (trained once per held-out class)")
-    import runpy
-    config = ml_collections.ConfigDict(runpy.run_path(args.config)["get_config"]().to_dict())
-    if args.steps:
-        config.train.steps = args.steps
-    if args.source:
-        config.data.source = args.source
-    config.train.progress = False
-    rows = []
-    for label in (int(c) for c in args.held_out.split(",")):
-        workdir = os.path.join(args.workdir[0], f"without_{label}")
-        trained = train_without(config, workdir, label)
-        rows.append(anomaly_detection(trained, label, os.path.join(workdir, f"anomaly_{args.score}.png"),
-                                      score=args.score))
-    return {"per_class": rows, "mean_auroc": float(np.mean([r["auroc"] for r in rows]))}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,10 +6,13 @@ images are float32 NHWC in [0, 1] (Bernoulli means), keys are explicit. For a co
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from gen_jax import losses
+from gen_jax import data, losses
 
 
 def _labels(labels) -> tuple:
@@ -20,6 +23,11 @@ def _labels(labels) -> tuple:
 def encode(model, params, images: jax.Array, *, labels=None) -> tuple[jax.Array, jax.Array]:
     """Posterior parameters (mean, logvar), each [B, latent_dim]."""
     return model.apply({"params": params}, images, *_labels(labels), method=model.encode)
+
+
+def code(model, params, images: jax.Array, *, labels=None) -> jax.Array:
+    """The code an application uses [B, latent_dim]: the posterior mean."""
+    return encode(model, params, images, labels=labels)[0]
 
 
 def decode(model, params, z: jax.Array, *, labels=None) -> jax.Array:
@@ -65,6 +73,12 @@ def negative_elbo(model, params, images: jax.Array, key: jax.Array, *, likelihoo
     return recon + kl
 
 
+def anomaly_score(model, params, images: jax.Array, key: jax.Array, *, labels=None,
+                  likelihood: str = "bernoulli") -> jax.Array:
+    """Per-image anomaly score [B]: the negative ELBO (one posterior sample drawn with `key`)."""
+    return negative_elbo(model, params, images, key, likelihood=likelihood, labels=labels)
+
+
 def iwae_nll(model, params, images: jax.Array, key: jax.Array, *, num_samples: int, chunk_size: int = 50,
              likelihood: str = "bernoulli", labels=None) -> jax.Array:
     """Importance-weighted estimate of -log p(x) in nats per example [B] (Burda et al. 2016).
@@ -99,3 +113,34 @@ def iwae_nll(model, params, images: jax.Array, key: jax.Array, *, num_samples: i
     keys = jax.random.split(key, num_samples // chunk)
     total, _ = jax.lax.scan(body, jnp.full((batch,), -jnp.inf), keys)
     return jnp.log(num_samples) - total
+
+
+def iwae_evaluation(model, params, images, labels, key: jax.Array, *, num_samples: int, num_images: int = 0,
+                    likelihood: str = "bernoulli", binarize: bool = False, batch_size: int = 100,
+                    chunk_size: int = 50) -> dict:
+    """The importance-weighted test NLL of a set of images, as training's evaluation and the applications use it.
+
+    Scores `num_images` of `images` (a random subset drawn with `key`, unbiased for the whole set; 0: all) with
+    `num_samples` importance samples each; binarised models see one fixed binarisation drawn with `key` too.
+    labels: [N] ints for a conditional VAE, else None.
+
+    Returns {iwae_nll, iwae_nll_se (standard error over the images), neg_elbo (one-sample negative ELBO on the
+    same images), num_samples, num_images}.
+    """
+    rows = data.random_subset(len(images), num_images, key)
+    binarize_key, elbo_key, iwae_key = jax.random.split(jax.random.fold_in(key, 1), 3)
+    x = jnp.asarray(images[rows])
+    y = None if labels is None else jnp.asarray(labels[rows])
+    if binarize:
+        x = data.preprocess(x, uniform=jax.random.uniform(binarize_key, x.shape))
+    labels_of = lambda i, chunk: None if y is None else y[i:i + len(chunk)]
+    iwae = jax.jit(functools.partial(iwae_nll, model, num_samples=num_samples, chunk_size=chunk_size,
+                                     likelihood=likelihood))
+    elbo = jax.jit(functools.partial(negative_elbo, model, likelihood=likelihood))
+    nll = data.map_batches(lambda i, xb: iwae(params, xb, jax.random.fold_in(iwae_key, i), labels=labels_of(i, xb)),
+                           x, batch_size)
+    neg_elbo = data.map_batches(lambda i, xb: elbo(params, xb, jax.random.fold_in(elbo_key, i),
+                                                   labels=labels_of(i, xb)), x, batch_size)
+    n = len(rows)
+    return {"iwae_nll": float(nll.mean()), "iwae_nll_se": float(nll.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+            "neg_elbo": float(neg_elbo.mean()), "num_samples": num_samples, "num_images": int(n)}

@@ -1,6 +1,6 @@
 """Sample-quality metrics as pure JAX functions on feature arrays: FID, KID, IS, precision/recall, density/coverage.
 
-Features come from any embedding (e.g. `gen_jax.inception`); rows are samples. Precision choices:
+Features come from any embedding (e.g. `gen_jax.evaluation.inception`); rows are samples. Precision choices:
 - FID statistics, matrix square roots and KID's kernel averages run in float64 inside a scoped
   `jax.enable_x64(True)`, so they keep double precision whether or not x64 is on globally. Inside a user's
   `jax.jit` with x64 off the inputs arrive as float32 and are promoted from there.

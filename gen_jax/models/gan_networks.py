@@ -189,7 +189,7 @@ class DCGANDiscriminator(nn.Module):
 
     Blocks that would shrink the maps below 2x2 are left out (8x8 digits: 16, 32; 28x28 and 32x32 use all four):
     on 1x1 maps BatchNorm(eps=0.8) and Dropout2d see single values, and on digits the score went flat (D = 0.5
-    for real and fake from step 100, pixel FID 11.4 vs 2.9 with two blocks after 500 steps).
+    for real and fake; docs/design-notes.md).
     norm: 'batch' (BatchNorm(eps=bn_eps), as PyTorch-GAN), 'layer' or 'none' (use 'layer'/'none' for a
     WGAN-GP critic, whose per-example gradient penalty BatchNorm would break). Conditional: 'concat' appends
     one-hot label maps to the image, 'projection' adds <embed(y), features>. Minibatch layers and spectral

@@ -5,7 +5,7 @@ paths ('params/Mixed_5b/branch1x1/conv/kernel', 'batch_stats/Mixed_5b/branch1x1/
 where torch is installed, from pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`:
 
     import torch
-    from gen_jax import inception
+    from gen_jax.evaluation import inception
     state = torch.load("pt_inception-2015-12-05-6726825d.pth", map_location="cpu")
     variables = inception.params_from_torch_state_dict({k: v.numpy() for k, v in state.items()})
     inception.save_params("inception_fid.npz", variables)
@@ -237,8 +237,8 @@ def save_params(path: str, variables: dict) -> None:
 def _missing_weights_message(path: str | None) -> str:
     where = f"{path!r} does not exist" if path else f"no path was given and ${WEIGHTS_ENV_VAR} is not set"
     return (f"FID Inception weights not found: {where}. Provide an .npz made once, with torch, from "
-            f"pytorch-fid's {TORCH_WEIGHTS_FILE}: state = torch.load(...); gen_jax.inception.save_params("
-            f"'inception_fid.npz', gen_jax.inception.params_from_torch_state_dict({{k: v.numpy() for k, v in "
+            f"pytorch-fid's {TORCH_WEIGHTS_FILE}: state = torch.load(...); gen_jax.evaluation.inception.save_params("
+            f"'inception_fid.npz', gen_jax.evaluation.inception.params_from_torch_state_dict({{k: v.numpy() for k, v in "
             f"state.items()}})); then pass its path or set ${WEIGHTS_ENV_VAR} to it.")
 
 

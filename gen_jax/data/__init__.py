@@ -1,0 +1,9 @@
+"""Data: sources (`load`, `Dataset`), deterministic batching, model-side transforms, and corruptions.
+
+    from gen_jax import data
+    ds = data.load("digits")                 # float32 NHWC images in [0, 1], int32 labels
+    x = data.preprocess(images, value_range=data.SIGNED)
+"""
+from gen_jax.data.batching import batch_indices, check_batching, map_batches, random_subset
+from gen_jax.data.sources import Dataset, from_config, load, read_idx, without_labels
+from gen_jax.data.transforms import SIGNED, UNIT, preprocess, quantize, to_unit_range

@@ -1,0 +1,57 @@
+"""Deterministic batching for the parallel step: batches are a pure function of (seed, step).
+
+Batching never loops over examples in Python: `batch_indices` gives the global indices of a step's batch, so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from gen_jax.errors import DataError
+
+
+def check_batching(num_examples: int, batch_size: int, num_devices: int) -> int:
+    """Validates a global batch size against the data and devices; returns the per-device batch size."""
+    if batch_size <= 0:
+        raise DataError(f"batch size must be positive, got {batch_size}")
+    if batch_size > num_examples:
+        raise DataError(f"batch size {batch_size} is larger than the training set ({num_examples} examples)")
+    if batch_size % num_devices:
+        raise DataError(f"batch size {batch_size} is not divisible by the {num_devices} devices")
+    return batch_size // num_devices
+
+
+def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: int,
+                  batch_size: int) -> np.ndarray:
+    """Global example indices [num_steps, batch_size] for steps first_step.., a pure function of the seed.
+
+    Each epoch is a fresh permutation (seeded by seed and epoch); the last partial batch is dropped.
+    """
+    per_epoch = num_examples // batch_size
+    steps = np.arange(first_step, first_step + num_steps)
+    out = np.empty((num_steps, batch_size), np.int32)
+    for epoch in np.unique(steps // per_epoch):
+        perm = np.random.default_rng([seed, int(epoch)]).permutation(num_examples)
+        rows = steps // per_epoch == epoch
+        starts = (steps[rows] % per_epoch) * batch_size
+        out[rows] = perm[starts[:, None] + np.arange(batch_size)]
+    return out
+
+
+def random_subset(total: int, num: int, key: jax.Array) -> np.ndarray:
+    """Sorted indices of `num` of `total` examples drawn without replacement from `key` (all of them when num is
+    0 or at least total): estimates on a random subset are unbiased for the whole set, unlike on its first rows."""
+    if not num or num >= total:
+        return np.arange(total)
+    return np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), total)[:num]))
+
+
+def map_batches(fn, array, batch_size: int):
+    """fn(start, array[start:start+batch_size]) over the leading axis, last partial chunk too, concatenated as
+    numpy arrays (fn may return an array or a dict of them).
+
+    For evaluating a jitted function over a whole split without holding every intermediate on the device.
+    """
+    outputs = [jax.device_get(fn(i, array[i:i + batch_size])) for i in range(0, len(array), batch_size)]
+    return jax.tree.map(lambda *chunks: np.concatenate([np.asarray(c) for c in chunks]), *outputs)

@@ -1,0 +1,4 @@
+"""What each trained model family is for, as pure functions of (module, params, arrays, key):
+`vae` and `autoencoder` (code, decode, reconstruct, anomaly_score, sampling, IWAE), `gan` (sampling, EMA,
+discriminator scores, the generator's noise), and the autoencoder applications built on them.
+"""
