@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from gen_jax import config as config_lib
 from gen_jax import data, images
 from gen_jax.parallel import replicate, unreplicate
-from gen_jax.training import hooks, tasks
+from gen_jax.training import hooks, tasks, tensorboard
 from gen_jax.training.checkpoint import Checkpointer
 
 AXIS = "batch"
@@ -91,16 +91,22 @@ def _host_metrics(metrics, step: int) -> dict:
     return values
 
 
-def _write_pictures(task, state, dataset, key, workdir: str, step: int) -> None:
-    for name, pics in task.pictures(state, dataset, key).items():
+def _write_pictures(task, state, dataset, key, workdir: str, step: int, board=None) -> None:
+    pictures = task.pictures(state, dataset, key)
+    for name, pics in pictures.items():
         images.save_grid(os.path.join(workdir, "samples", f"{name}_{step:06d}.png"), np.asarray(pics))
+    if board is not None:
+        board.pictures(step, pictures)
 
 
-def _evaluate(task, state, dataset, key, workdir: str, step: int, scorer=None, best=None) -> dict:
+def _evaluate(task, state, dataset, key, workdir: str, step: int, scorer=None, best=None, board=None) -> dict:
     results = task.evaluate(state, dataset, key)
     if scorer is not None:  # sample quality in a classifier's space (eval.classifier_dir)
         results = {**results, **scorer(state, key)}
-    _write_jsonl(os.path.join(workdir, "metrics.jsonl"), {"step": step, **{f"eval/{k}": v for k, v in results.items()}})
+    row = {f"eval/{k}": v for k, v in results.items()}
+    _write_jsonl(os.path.join(workdir, "metrics.jsonl"), {"step": step, **row})
+    if board is not None:
+        board.scalars(step, row)
     if best is not None:  # keep the best checkpoint by eval.best_metric
         best.update(step, state, results)
     return results
@@ -132,6 +138,8 @@ def train(config, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    board = tensorboard.Writer(workdir, start_step=step)  # workdir/tensorboard/: tensorboard --logdir=workdir
+    board.config(config, step)
 
     parallel_steps = jax.pmap(functools.partial(device_steps, task.train_step, key=train_key),
                               axis_name=AXIS, donate_argnums=(0,))
@@ -165,27 +173,29 @@ def train(config, workdir: str) -> dict:
                     values["images_per_sec"] = (step - timer_step) * config.data.batch_size / (now - timer_start)
                 timer_step, timer_start = step, now
                 _write_jsonl(metrics_path, {"step": step, **values})
+                board.scalars(step, values)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "images_per_sec")
                                  or k.endswith("_loss")}, refresh=False)
             if step % train_cfg.sample_every == 0:
-                _write_pictures(task, unreplicate(state_r), dataset, picture_key, workdir, step)
+                _write_pictures(task, unreplicate(state_r), dataset, picture_key, workdir, step, board)
             if step % train_cfg.checkpoint_every == 0:
                 checkpointer.save(step, unreplicate(state_r))
             if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
-                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best)
+                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best, board)
         state = jax.device_get(unreplicate(state_r))
         checkpointer.save(step, state)
         summary["interrupted"] = stop.signum
 
     summary["step"] = step
     if stop.signum is None:
-        _write_pictures(task, state, dataset, picture_key, workdir, step)
-        results = _evaluate(task, state, dataset, eval_key, workdir, step, scorer, best)
+        _write_pictures(task, state, dataset, picture_key, workdir, step, board)
+        results = _evaluate(task, state, dataset, eval_key, workdir, step, scorer, best, board)
         summary["eval"] = results
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             json.dump({"step": step, "data": config.data.source, **results}, f, indent=2)
         images.plot_curves(metrics_path, os.path.join(workdir, "curves.png"))
         images.animate_grids(os.path.join(workdir, "samples"))  # samples/NAME.gif: each grid over training
     checkpointer.close()
+    board.close()
     return summary
 

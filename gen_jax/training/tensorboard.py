@@ -1,0 +1,66 @@
+"""TensorBoard event files for a run, written with tensorboardX (no TensorFlow needed).
+
+The loop writes WORKDIR/tensorboard/: the resolved config as text at the start, every metrics.jsonl row's
+numbers as scalars at its step (eval rows under `eval/...`), and each sample grid as an image when its PNG is
+written. metrics.jsonl stays the machine-readable record; this is for `tensorboard --logdir=WORKDIR`.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from gen_jax import images
+
+SUBDIR = "tensorboard"
+
+
+def _numbers(row: dict) -> dict[str, float]:
+    """The finite int/float entries of a metrics row, without its step."""
+    return {k: float(v) for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def upscaled_grid(pictures: np.ndarray, *, min_cell: int = 32) -> np.ndarray:
+    """`images.grid(pictures)` (uint8 [h, w, c]) enlarged by nearest neighbour so 8x8 digits stay visible."""
+    picture = images.grid(np.asarray(pictures))
+    scale = max(1, -(-min_cell // pictures.shape[1]))
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+class Writer:
+    """One run's event writer. A resumed run (`start_step` > 0) drops events a killed run wrote after that step.
+
+    Args:
+      workdir: the run's directory; events go to workdir/tensorboard/.
+      start_step: the step training (re)starts from.
+      flush_secs: how often pending events reach disk while training.
+    """
+
+    def __init__(self, workdir: str, *, start_step: int = 0, flush_secs: int = 10):
+        from tensorboardX import SummaryWriter  # imported here: only runs that write events load it
+        self.logdir = os.path.join(workdir, SUBDIR)
+        self._writer = SummaryWriter(self.logdir, purge_step=start_step + 1 if start_step else None,
+                                     flush_secs=flush_secs)
+
+    def config(self, config, step: int = 0) -> None:
+        """The resolved config as a text summary (JSON shown as a code block)."""
+        text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else str(config)
+        self._writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), step)
+
+    def scalars(self, step: int, row: dict) -> None:
+        """Every finite number of a metrics row (the same dict metrics.jsonl gets) as a scalar at `step`."""
+        for name, value in _numbers(row).items():
+            self._writer.add_scalar(name, value, step)
+
+    def pictures(self, step: int, pictures: dict) -> None:
+        """Each {name: images [N, H, W, C] in [0, 1]} as one grid image tagged `samples/name`."""
+        for name, pics in pictures.items():
+            self._writer.add_image(f"samples/{name}", upscaled_grid(np.asarray(pics)), step, dataformats="HWC")
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
