@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 
 from gen_jax.errors import ConfigError
-from gen_jax.models import autoencoders, gan_networks
+from gen_jax.models import autoencoders, gan_networks, translation
 
 FACTORIES = {
     "mlp_generator": gan_networks.mlp_generator,
@@ -17,6 +17,9 @@ FACTORIES = {
     "conv_cvae": autoencoders.conv_cvae,
     "mlp_autoencoder": autoencoders.mlp_autoencoder,
     "conv_autoencoder": autoencoders.conv_autoencoder,
+    "resnet_generator": translation.resnet_generator,
+    "patch_discriminator": translation.patch_discriminator,
+    "unet_generator": translation.unet_generator,
 }
 
 
