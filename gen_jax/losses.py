@@ -192,3 +192,22 @@ def historical_averaging(*, params, averages) -> jax.Array:
     """
     sq = jax.tree.map(lambda p, a: jnp.sum((p - jax.lax.stop_gradient(a)) ** 2), params, averages)
     return sum(jax.tree.leaves(sq), jnp.zeros(()))
+
+
+# ----------------------------------------------------------------------------- image-to-image translation
+def l1_reconstruction(*, predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean absolute error per example [B], averaged over pixels as PyTorch's nn.L1Loss: pix2pix's L1 term
+    (Isola et al. 2017, weight 100), so the papers' weights apply as published to images in [-1, 1]."""
+    return _per_example(jnp.abs(predictions - targets))
+
+
+def cycle_consistency(*, reconstructed: jax.Array, originals: jax.Array) -> jax.Array:
+    """CycleGAN's cycle loss per example [B]: |F(G(x)) - x| averaged over pixels (Zhu et al. 2017, eq. 2;
+    weight lambda = 10 against a generator loss of MSE(D(G(x)), 1), which is 2 * generator_loss(kind='lsgan'))."""
+    return l1_reconstruction(predictions=reconstructed, targets=originals)
+
+
+def identity_loss(*, mapped: jax.Array, originals: jax.Array) -> jax.Array:
+    """CycleGAN's identity loss per example [B]: |G(y) - y| for y already in G's target domain, weighted
+    0.5 * lambda (Zhu et al. 2017, sec. 5.2, after Taigman et al. 2017); needs equal channels in both domains."""
+    return l1_reconstruction(predictions=mapped, targets=originals)
