@@ -1,0 +1,129 @@
+"""Two-domain data for image-to-image translation, built offline from a data set's arrays (numpy, seeded).
+
+Each pair splits the training images into two disjoint halves by a fixed permutation (`split_halves`): domain A
+holds half 1 as it is, domain B half 2 transformed, so no digit is seen in both domains (unpaired training, as
+CycleGAN's). The test split is paired: test_b[i] is test_a[i] carried to domain B, a ground truth for A -> B
+(`style_pair`) or B -> A (`mnist_m_pair`, where the digit is what A holds).
+
+    from gen_jax import data
+    from gen_jax.data import domains
+    pair = domains.style_pair(data.load("idx:../shared/data/mnist"), seed=0)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from gen_jax.data.sources import Dataset
+from gen_jax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoDomains:
+    """Unpaired training images of domains A and B and a paired test split: float32 NHWC in [0, 1].
+
+    train_a [Na, H, W, Ca], train_b [Nb, H, W, Cb] with their int32 labels; test_a [N, H, W, Ca] and
+    test_b [N, H, W, Cb] show the same images (test_labels [N]) in each domain.
+    """
+
+    name: str
+    train_a: np.ndarray
+    train_a_labels: np.ndarray
+    train_b: np.ndarray
+    train_b_labels: np.ndarray
+    test_a: np.ndarray
+    test_b: np.ndarray
+    test_labels: np.ndarray
+
+    @property
+    def shape_a(self) -> tuple[int, int, int]:
+        return tuple(self.train_a.shape[1:])
+
+    @property
+    def shape_b(self) -> tuple[int, int, int]:
+        return tuple(self.train_b.shape[1:])
+
+
+def split_halves(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint index sets of num // 2 examples each, from a permutation seeded by `seed`."""
+    perm = np.random.default_rng(seed).permutation(num)
+    half = num // 2
+    return perm[:half], perm[half:2 * half]
+
+
+def true_style(images: np.ndarray) -> np.ndarray:
+    """Domain B of `style_pair`: strokes thickened by a 3x3 grey dilation (max filter, zeros outside), then
+    inverted. The exact answer for any A -> B translation; not invertible, so B -> A has none."""
+    images = np.asarray(images, np.float32)
+    height, width = images.shape[1:3]
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    dilated = images.copy()
+    for di in range(3):
+        for dj in range(3):
+            np.maximum(dilated, padded[:, di:di + height, dj:dj + width], out=dilated)
+    return 1.0 - dilated
+
+
+def _two_domains(name: str, dataset: Dataset, to_b, *, seed: int, num_train: int | None,
+                 num_test: int | None) -> TwoDomains:
+    """Domain A: one half of the training images; B: `to_b(images, split)` of the other half (split 1) and of the
+    test images (split 2), capped at num_train per domain and num_test."""
+    idx_a, idx_b = (i[:num_train] for i in split_halves(len(dataset.train_images), seed))
+    test = slice(num_test)
+    return TwoDomains(name, dataset.train_images[idx_a], dataset.train_labels[idx_a],
+                      to_b(dataset.train_images[idx_b], 1), dataset.train_labels[idx_b],
+                      dataset.test_images[test], to_b(dataset.test_images[test], 2), dataset.test_labels[test])
+
+
+def style_pair(dataset: Dataset, *, seed: int = 0, num_train: int | None = None,
+               num_test: int | None = None) -> TwoDomains:
+    """A: `dataset`'s training images of one half; B: `true_style` of the other half's. The test split pairs
+    each test image with its `true_style`. num_train / num_test cap each domain's training and the test images."""
+    return _two_domains(f"style_pair({dataset.name})", dataset, lambda images, _: true_style(images), seed=seed,
+                        num_train=num_train, num_test=num_test)
+
+
+@functools.lru_cache(maxsize=1)
+def sample_photos() -> np.ndarray:
+    """scikit-learn's two bundled photographs (china.jpg, flower.jpg), float32 [2, 427, 640, 3] in [0, 1]."""
+    from sklearn.datasets import load_sample_images  # imported here as sources.py does: only MNIST-M needs it
+    return np.stack(load_sample_images().images).astype(np.float32) / 255.0
+
+
+def photo_crops(num: int, size: tuple[int, int], *, seed: int | tuple[int, ...]) -> np.ndarray:
+    """`num` crops of `size` (height, width) at uniform random positions of a random `sample_photos` photo,
+    float32 [num, height, width, 3] in [0, 1]."""
+    photos = sample_photos()
+    rng = np.random.default_rng(seed)
+    (height, width), (photo_h, photo_w) = size, photos.shape[1:3]
+    which = rng.integers(0, len(photos), num)
+    top = rng.integers(0, photo_h - height + 1, num)
+    left = rng.integers(0, photo_w - width + 1, num)
+    rows = top[:, None, None] + np.arange(height)[None, :, None]
+    cols = left[:, None, None] + np.arange(width)[None, None, :]
+    return photos[which[:, None, None], rows, cols]
+
+
+def blend(digits: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """MNIST-M's blend of grey digits [N, H, W, 1] into colour crops [N, H, W, 3]: |crop - digit| per channel
+    (Ganin et al. 2016): strokes invert the photo's colours, the background is the photo."""
+    return np.abs(crops - digits).astype(np.float32)
+
+
+def mnist_m(digits: np.ndarray, *, seed: int | tuple[int, ...]) -> np.ndarray:
+    """MNIST-M images [N, H, W, 3] of grey digits [N, H, W, 1] in [0, 1], one random photo crop per digit."""
+    return blend(digits, photo_crops(len(digits), digits.shape[1:3], seed=seed))
+
+
+def mnist_m_pair(dataset: Dataset, *, seed: int = 0, num_train: int | None = None,
+                 num_test: int | None = None) -> TwoDomains:
+    """A: `dataset`'s grey training digits of one half; B: `mnist_m` of the other half's (colour). The test
+    split pairs each grey test digit with its MNIST-M version. num_train / num_test cap the sizes as in
+    `style_pair`; crops are drawn from seeds (seed, 1) for training and (seed, 2) for the test split."""
+    if dataset.image_shape[-1] != 1:
+        raise DataError(f"MNIST-M blends grey digits; {dataset.name} has {dataset.image_shape[-1]} channels")
+    return _two_domains(f"mnist_m_pair({dataset.name})", dataset,
+                        lambda images, split: mnist_m(images, seed=(seed, split)), seed=seed, num_train=num_train,
+                        num_test=num_test)
