@@ -57,6 +57,7 @@ def test_exclude_labels_drops_the_class_from_training_only():
         data.without_labels(full, tuple(range(10)))
 
 
+@pytest.mark.slow
 def test_anomaly_detection_beats_chance_on_digits(tmp_path):
     """An AE trained without class 0 reconstructs held-out zeros worse than the other classes: AUROC well
     above chance (0.5). Measured 0.98 for class 0 (class 1, a subset of other strokes, gets only 0.67), so
@@ -88,12 +89,14 @@ def test_auroc_matches_a_hand_computed_case():
     assert applications.auroc([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1]) == 0.75
 
 
+@pytest.mark.slow
 def test_denoise_raises_psnr_and_writes_before_after_grid(denoiser, tmp_path):
     result = applications.denoise(denoiser, str(tmp_path / "denoise.png"), noise_factor=0.3)
     assert result["psnr_denoised"] > result["psnr_noisy"] + 2.0, result
     assert _is_png(tmp_path / "denoise.png")
 
 
+@pytest.mark.slow
 def test_reduce_dimensions_reports_pca_and_probe(denoiser, tmp_path):
     result = applications.reduce_dimensions(denoiser, str(tmp_path / "scatter.png"))
     assert result["code_dim"] == 32 and 0 < result["model_mse"] < 0.05
@@ -108,12 +111,14 @@ def test_pca_error_falls_with_components():
     assert errors[0] > errors[1] > errors[2] > 0
 
 
+@pytest.mark.slow
 def test_compression_table_and_plot(denoiser, tmp_path):
     rows = applications.compression([denoiser], str(tmp_path / "compress.png"))
     assert rows[0]["bits_per_image"] == 16 * 32 and rows[0]["psnr"] > 15
     assert _is_png(tmp_path / "compress.png")
 
 
+@pytest.mark.slow
 def test_generation_grids_for_a_conditional_vae(cvae, tmp_path):
     paths = applications.generate(cvae[1], str(tmp_path / "gen.png"))
     assert set(paths) == {"samples", "classes"} and all(_is_png(p) for p in paths.values())
@@ -129,6 +134,7 @@ def test_random_subset_is_a_keyed_sample_without_replacement():
         np.testing.assert_array_equal(data.random_subset(1000, num, jax.random.key(0)), np.arange(1000))
 
 
+@pytest.mark.slow
 def test_cli_iwae_and_generate(cvae, capsys):
     """The command line reaches the library: `python -m gen_jax.applications TASK --workdir=...`."""
     workdir = cvae[0]

@@ -130,6 +130,7 @@ def test_halving_block_is_a_stride_2_6x6_conv():
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp_cvae", "conv_cvae"])
 def test_conditional_vae_depends_on_the_label(name):
     model = models.create(name, image_shape=(8, 8, 1), num_classes=10, latent_dim=4)
@@ -186,6 +187,7 @@ _TWO_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_devices_equal_one_device_with_sparsity_and_corruption():
     """The sparsity KL uses the global batch's mean activation and the noise is the global draw, so a
     2-device step equals the 1-device step on the same global batch."""
@@ -210,6 +212,7 @@ def _tiny_vae():
     return model, params
 
 
+@pytest.mark.slow
 def test_iwae_chunking_equals_one_big_log_sum_exp():
     model, params = _tiny_vae()
     x = jnp.asarray(data.load("digits").test_images[:5])
@@ -263,6 +266,7 @@ def _train(name, tmp_path, steps, overrides=None):
 @pytest.mark.parametrize("name,num_steps,fraction,model", [
     ("ae", 400, 0.35, {}), ("sparse_ae", 1000, 0.6, {}), ("sparse_ae_l1", 400, 0.35, {}),
     ("conv_ae", 200, 0.6, {"model.channels": (8, 16), "model.hidden": 64, "optim.learning_rate": 3e-3})])
+@pytest.mark.slow
 def test_autoencoders_learn_on_digits(name, num_steps, fraction, model, tmp_path, baselines):
     results = _train(name, tmp_path, num_steps, model)
     assert results["recon_mse"] < fraction * baselines["mse"], results
@@ -283,11 +287,13 @@ def trained_vae(tmp_path_factory):
     return loop.train(config, workdir)["eval"], workdir
 
 
+@pytest.mark.slow
 def test_vae_learns_on_digits(trained_vae, baselines):
     results, _ = trained_vae
     assert results["neg_elbo"] < _nll_threshold(baselines, 0.8), results  # 1500 steps reach 0.77
 
 
+@pytest.mark.slow
 def test_conv_vae_learns_on_digits(tmp_path, baselines):
     """Grey-level targets as in the MLP VAE's test, narrow convs (~15 s). On 8x8 the conv VAE's 2x2 maps learn
     slower than the MLP (2000 steps: 24.0 nats with KL warm-up, 24.9 without; the MLP's 1500 reach 0.77)."""
@@ -297,18 +303,21 @@ def test_conv_vae_learns_on_digits(tmp_path, baselines):
     assert results["neg_elbo"] < _nll_threshold(baselines, 0.85), (results, _nll_threshold(baselines, 0.85))
 
 
+@pytest.mark.slow
 def test_beta_vae_trades_kl_for_reconstruction(tmp_path, trained_vae):
     """beta > 1 weights the KL more: the learnt posterior carries fewer nats than the beta = 1 VAE's."""
     results = _train("beta_vae", tmp_path, 1500)
     assert results["kl"] < 0.7 * trained_vae[0]["kl"], (results, trained_vae[0])
 
 
+@pytest.mark.slow
 def test_conditional_vae_learns_on_digits(tmp_path, baselines, trained_vae):
     results = _train("cvae", tmp_path, 1500)
     assert results["neg_elbo"] < _nll_threshold(baselines, 0.8), results
     assert results["neg_elbo"] < trained_vae[0]["neg_elbo"], results  # the label is information
 
 
+@pytest.mark.slow
 def test_iwae_bound_is_below_the_elbo_and_tightens_with_k(trained_vae):
     from gen_jax import applications
     _, workdir = trained_vae

@@ -30,6 +30,7 @@ def trained(trained_dir):
     return classifier.load(trained_dir)
 
 
+@pytest.mark.slow
 def test_learns_digits(trained, digits):
     # Chance is 10%; a linear classifier on these 64 pixels reaches ~95%. 90% on the 297 held-out digits leaves
     # room for seeds and platforms while failing any broken training (wrong labels, no updates, bad input range).

@@ -24,6 +24,7 @@ def assert_one_line_error(result, pattern):
     ({"model.name": "mlp_vea"}, r"unknown model 'mlp_vea'"),
     ({"train.steps": 0}, r"train.steps must be positive"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path, overrides, pattern):
     assert_one_line_error(run_cli(str(tmp_path), {**SMALL, **overrides}), pattern)
 
@@ -41,6 +42,7 @@ def test_batch_not_divisible_by_devices(tmp_path):
                           r"batch size 63 is not divisible by the 2 devices")
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
     assert run_cli(str(tmp_path), {**SMALL, "train.steps": 10}).returncode == 0
     step_dir = tmp_path / "checkpoints" / "10"
@@ -56,12 +58,14 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
     assert all(os.path.exists(p) for p in corrupted)  # nothing deleted
 
 
+@pytest.mark.slow
 def test_model_mismatch_with_checkpoint_is_reported(tmp_path):
     assert run_cli(str(tmp_path), {**SMALL, "train.steps": 10}).returncode == 0
     assert_one_line_error(run_cli(str(tmp_path), {**SMALL, "train.steps": 20, "model.latent_dim": 5}),
                           r"cannot be restored into this config's model")
 
 
+@pytest.mark.slow
 def test_readme_snippet_runs():
     """The README's 'use it from your own JAX code' snippet, executed as written."""
     readme = open(os.path.join(ROOT, "README.md")).read()

@@ -56,6 +56,7 @@ def test_reference_cache_is_keyed_by_the_extractor(tmp_path, model, digits, monk
     np.testing.assert_array_equal(again.features, first.features)
 
 
+@pytest.mark.slow
 def test_metrics_see_real_versus_collapsed_samples(model, digits):
     reference = sample_quality.reference_stats(model, digits)
     key = jax.random.key(0)
@@ -131,6 +132,7 @@ def test_best_checkpoint_follows_the_mode(tmp_path):
         hooks.BestCheckpoint(str(tmp_path), "fid", "lower")
 
 
+@pytest.mark.slow
 def test_training_evaluates_in_classifier_space_and_keeps_the_best(tmp_path, classifier_dir, capsys):
     config = vae_config()
     config.train.update(steps=30, log_every=10, sample_every=30, checkpoint_every=30, eval_every=10, progress=False)
@@ -165,6 +167,7 @@ def test_training_with_a_missing_classifier_fails_before_training(tmp_path):
         train(config, str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_gan_training_scores_its_samples_in_classifier_space(tmp_path, classifier_dir):
     """The GAN task plugs into the same eval hook: a conditional GAN's samples get FID and label accuracy."""
     config = gan_config()

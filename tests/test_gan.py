@@ -114,6 +114,7 @@ def test_feature_matching_and_historical_averaging_formulas():
 # ----------------------------------------------------------------------------- layers
 @pytest.mark.parametrize("layer,x_shape", [(layers.Dense(5, spectral_norm=True), (2, 7)),
                                            (layers.Conv(6, (3, 3), spectral_norm=True), (2, 5, 5, 4))])
+@pytest.mark.slow
 def test_spectral_norm_estimate_matches_svd(layer, x_shape):
     x = jnp.ones(x_shape)
     variables = layer.init(jax.random.key(0), x)
@@ -164,6 +165,7 @@ def test_minibatch_stddev_matches_formula():
     np.testing.assert_allclose(out6[..., 2], np.repeat(stat6, 2)[:, None, None] * np.ones((6, 3, 3)), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["minibatch_discrimination", "minibatch_stddev"])
 def test_minibatch_layers_let_the_discriminator_see_the_batch(option):
     d = gan_models.MLPDiscriminator(hidden_dims=(16,), **{option: 4})
@@ -180,6 +182,7 @@ def test_minibatch_layers_let_the_discriminator_see_the_batch(option):
 @pytest.mark.parametrize("kind,shape,num_classes", [("mlp", (28, 28, 1), 10), ("mlp", (32, 32, 3), 0),
                                                      ("dcgan", (8, 8, 1), 0), ("dcgan", (28, 28, 1), 10),
                                                      ("dcgan", (32, 32, 3), 0)])
+@pytest.mark.slow
 def test_networks_fit_the_data_shape(kind, shape, num_classes):
     g_name, d_name = f"{kind}_generator", f"{kind}_discriminator"
     g = models.create(g_name, image_shape=shape, num_classes=num_classes, latent_dim=LATENT)
@@ -234,6 +237,7 @@ def leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+@pytest.mark.slow
 def test_weight_clipping_holds_after_every_critic_step():
     big = optax.sgd(1.0)  # steps far larger than the clip range
     state, step, _, _ = make(optim_d=big, loss="wasserstein", n_critic=3, clip_value=0.01)
@@ -246,6 +250,7 @@ def test_weight_clipping_holds_after_every_critic_step():
     assert max(np.abs(x).max() for x in leaves(unclipped.discriminator.params)) > 0.01  # the test can fail
 
 
+@pytest.mark.slow
 def test_one_sided_label_smoothing_changes_the_discriminator_loss_as_defined():
     b, key = batch(), jax.random.key(3)
     state, smooth, _, d = make(real_label=0.9)
@@ -295,6 +300,7 @@ def test_historical_averaging_penalises_distance_to_the_running_mean():
     assert float(metrics["d_history"]) > 0 and float(metrics["g_history"]) > 0
 
 
+@pytest.mark.slow
 def test_ema_follows_its_formula():
     decay = 0.9
     state, step, _, _ = make(ema_decay=decay)
@@ -312,6 +318,7 @@ def test_ema_follows_its_formula():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_generator_and_discriminator_have_their_own_optimizers():
     state, step, _, _ = make(optim_g=make_optimizer(optimizer_config(1e-3), 100),
                              optim_d=make_optimizer(optimizer_config(5e-4), 200), n_critic=2)
@@ -344,6 +351,7 @@ def test_step_compiles_once(options):
     assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+@pytest.mark.slow
 def test_batchnorm_and_spectral_state_are_carried():
     g = gan_models.DCGANGenerator(SHAPE, latent_dim=LATENT, base=8, channels=(8, 4))
     d = gan_models.DCGANDiscriminator(channels=(4, 8), spectral_norm=True, dropout=0.0)
@@ -358,6 +366,7 @@ def test_batchnorm_and_spectral_state_are_carried():
     assert 0 < float(metrics["d_real"]) < 1 and 0 < float(metrics["d_fake"]) < 1  # probabilities for bce
 
 
+@pytest.mark.slow
 def test_conditional_step_and_sampling():
     g = gan_models.MLPGenerator(SHAPE, latent_dim=LATENT, hidden_dims=(16, 16), batch_norm=True, num_classes=10)
     d = gan_models.MLPDiscriminator(hidden_dims=(16, 16), dropout=0.4, num_classes=10, conditioning="projection")
@@ -369,6 +378,7 @@ def test_conditional_step_and_sampling():
     np.testing.assert_array_equal(gan.balanced_labels(20, 10), np.arange(20) % 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_shape", [(3, 3, 3, 4), (3, 3, 5, 2), (5, 5, 2, 2)])
 def test_conv_same_matches_lax_conv_and_its_gradients(kernel_shape):
     """Both kernel-gradient branches (fewer input or fewer output channels) and a 5x5 kernel."""

@@ -35,6 +35,7 @@ def cgan_run(tmp_path_factory):
     return workdir, summary
 
 
+@pytest.mark.slow
 def test_conditional_samples_are_the_requested_class(cgan_run, tmp_path):
     """A logistic regression on the real digits (97-98% test accuracy) labels the generated samples.
 
@@ -57,6 +58,7 @@ def test_conditional_samples_are_the_requested_class(cgan_run, tmp_path):
     assert accuracy >= 0.7, accuracy
 
 
+@pytest.mark.slow
 def test_run_writes_grids_gif_curves_and_discriminator_outputs(cgan_run):
     workdir, summary = cgan_run
     files = os.listdir(os.path.join(workdir, "samples"))

@@ -47,6 +47,7 @@ def _torch_state_dict(variables):
     return state
 
 
+@pytest.mark.slow
 def test_features_on_the_299_path(features):
     pool3, logits = features
     assert pool3.shape == (2, 2048) and logits.shape == (2, 1008)
@@ -85,6 +86,7 @@ def test_preprocess_grey_and_range():
         inception.preprocess(np.zeros((1, 3, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_saved_weights_reproduce_features(tmp_path, variables, images, features):
     path = str(tmp_path / "inception_fid.npz")
     inception.save_params(path, variables)

@@ -49,6 +49,7 @@ def assert_trees_close(a, b, atol):
         np.testing.assert_allclose(x, y, atol=atol, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_other_seed_differs(tmp_path):
     runs = [train(small_config(**{"seed": seed}), str(tmp_path / f"run{i}"))
             for i, seed in enumerate((0, 0, 1))]
@@ -73,6 +74,7 @@ def test_outputs_written(tmp_path):
     assert os.path.getsize(tmp_path / "curves.png") > 0
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     train(small_config(), str(tmp_path / "straight"))
     train(small_config(**{"train.steps": 13}), str(tmp_path / "resumed"))  # stops mid-chunk
@@ -83,6 +85,7 @@ def test_resume_equals_uninterrupted(tmp_path):
                        final_params(str(tmp_path / "resumed")), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [2, 4])
 def test_multi_device_equals_one_device(tmp_path, devices):
     """Same global batch of 64 split over N devices: gradients are pmean'd, noise is cut from one draw."""
@@ -93,6 +96,7 @@ def test_multi_device_equals_one_device(tmp_path, devices):
                        final_params(str(tmp_path / "many")), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sigint_saves_then_resume_matches_uninterrupted(tmp_path):
     overrides = {**SMALL, "train.steps": 1500, "train.steps_per_call": 1, "train.log_every": 1,
                  "train.checkpoint_every": 100000, "train.sample_every": 100000}

@@ -172,6 +172,7 @@ def test_inception_score_ignores_input_order():
     assert float(metrics.inception_score(probs, num_splits=5, key=jax.random.key(5))[0]) != float(want[0])
 
 
+@pytest.mark.slow
 def test_inception_score_of_confident_predictions():
     num_classes = 10
     uniform = np.eye(num_classes, dtype=np.float32)[np.arange(1000) % num_classes]

@@ -108,6 +108,7 @@ def test_load_mnist_idx_reads_header(tmp_path):
     np.testing.assert_array_equal(ts.load_mnist_idx(str(path)), images)
 
 
+@pytest.mark.slow
 def test_wgan_gp_critic_loss_and_gradients_match_gen_jax():
     """Same weights, batch and interpolation weights: the seed critic's Wasserstein loss + 10 x GP and its
     parameter gradients (a second-order autodiff) equal gen_jax's (`losses`, `MLPDiscriminator`)."""

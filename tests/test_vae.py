@@ -62,6 +62,7 @@ def test_vae_terms_beta_and_likelihood_choice():
                          likelihood="poisson")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp_vae", "conv_vae"])
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
 def test_vae_shapes_and_dtypes(name, shape):
@@ -112,6 +113,7 @@ def _step_setup(batch=16):
     return model, state, {"image": jnp.asarray(ds.train_images[:batch]), "label": jnp.asarray(ds.train_labels[:batch])}
 
 
+@pytest.mark.slow
 def test_step_is_pure_jittable_and_compiles_once():
     model, state, batch = _step_setup()
     step = jax.jit(chex.assert_max_traces(steps.make_vae_step(model, axis_name=None), n=1))
@@ -123,12 +125,14 @@ def test_step_is_pure_jittable_and_compiles_once():
     np.testing.assert_allclose(m1["neg_elbo"], m1["recon"] + m1["kl"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_beta_weights_the_kl_in_the_loss():
     model, state, batch = _step_setup()
     _, m = steps.make_vae_step(model, beta=4.0, axis_name=None)(state, batch, jax.random.key(0))
     np.testing.assert_allclose(m["loss"], m["recon"] + 4.0 * m["kl"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_kl_warmup_ramps_the_kl_weight_to_beta():
     model, state, batch = _step_setup()
     step = jax.jit(steps.make_vae_step(model, beta=2.0, kl_warmup_steps=4, axis_name=None))
@@ -137,6 +141,7 @@ def test_kl_warmup_ramps_the_kl_weight_to_beta():
         np.testing.assert_allclose(m["loss"], m["recon"] + 2.0 * min(1.0, (t + 1) / 4) * m["kl"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_vae_learns_digits_beyond_the_mean_image(tmp_path):
     """400 steps must beat the best model that ignores the latent: a per-pixel Bernoulli at the mean image.
 

@@ -59,21 +59,26 @@ def _check_conditioning(conditioning: str) -> None:
         raise ConfigError(f"conditioning must be 'concat' or 'projection', got {conditioning!r}")
 
 
-class MLPGenerator(nn.Module):
+class _GeneratorOptions(nn.Module):
+    """What every generator has: the image it makes, its latent size, init, conditioning, BatchNorm eps, axis."""
+
+    image_shape: Sequence[int]
+    latent_dim: int = 100
+    bn_eps: float = 0.8
+    weight_init: str = "flax"
+    num_classes: int = 0
+    axis_name: str | None = None
+
+
+class MLPGenerator(_GeneratorOptions):
     """The seed's MLP generator z -> 128 -> 256 -> 512 -> image (LeakyReLU 0.2, tanh).
 
     With num_classes > 0 it is the seed's conditional generator: [label embedding, z] in, and (with
     hidden_dims=(128, 256, 512, 1024), batch_norm=True) BatchNorm(eps=bn_eps) on every hidden layer but the first.
     """
 
-    image_shape: Sequence[int]
-    latent_dim: int = 100
     hidden_dims: Sequence[int] = (128, 256, 512)
     batch_norm: bool = False
-    bn_eps: float = 0.8
-    weight_init: str = "flax"
-    num_classes: int = 0
-    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, z, labels=None, *, train: bool = False):
@@ -87,21 +92,15 @@ class MLPGenerator(nn.Module):
         return jnp.tanh(out).reshape(-1, *self.image_shape)
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(_GeneratorOptions):
     """The seed's DCGAN generator: Dense to a (H/4, W/4, base) map, BatchNorm, then per entry of `channels`
     (nearest upsample x2, conv 3x3, BatchNorm(eps=bn_eps), LeakyReLU 0.2), then conv 3x3 to the image, tanh.
 
     init size is H/4 (PyTorch-GAN's img_size // 4) so the output matches the data; H, W divisible by 4.
     """
 
-    image_shape: Sequence[int]
-    latent_dim: int = 100
     base: int = 128
     channels: Sequence[int] = (128, 64)
-    bn_eps: float = 0.8
-    weight_init: str = "flax"
-    num_classes: int = 0
-    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, z, labels=None, *, train: bool = False):
@@ -146,7 +145,19 @@ class _Head(nn.Module):
         return logits
 
 
-class MLPDiscriminator(nn.Module):
+class _DiscriminatorOptions(nn.Module):
+    """The options every discriminator shares: conditioning, spectral norm, minibatch layers, init, device axis."""
+
+    num_classes: int = 0
+    conditioning: str = "concat"
+    spectral_norm: bool = False
+    minibatch_discrimination: int = 0
+    minibatch_stddev: int = 0
+    weight_init: str = "flax"
+    axis_name: str | None = None
+
+
+class MLPDiscriminator(_DiscriminatorOptions):
     """The seed's MLP discriminator, image -> 512 -> 256 -> 128 -> score (LeakyReLU 0.2), without the sigmoid.
 
     Conditional (num_classes > 0): 'concat' appends a label embedding to the flat image (PyTorch-GAN's cgan
@@ -157,13 +168,6 @@ class MLPDiscriminator(nn.Module):
 
     hidden_dims: Sequence[int] = (512, 256, 128)
     dropout: float = 0.0
-    num_classes: int = 0
-    conditioning: str = "concat"
-    spectral_norm: bool = False
-    minibatch_discrimination: int = 0
-    minibatch_stddev: int = 0
-    weight_init: str = "flax"
-    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, labels=None, *, train: bool = False):
@@ -182,7 +186,7 @@ class MLPDiscriminator(nn.Module):
         return logits, h
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(_DiscriminatorOptions):
     """PyTorch-GAN's DCGAN discriminator (the seed gives none): per entry of `channels` a 3x3 stride-2 conv
     (PyTorch padding=1), LeakyReLU 0.2, Dropout2d(dropout), then `norm` on every block but the first; flatten
     and a linear score (no sigmoid).
@@ -200,13 +204,6 @@ class DCGANDiscriminator(nn.Module):
     norm: str = "batch"
     bn_eps: float = 0.8
     dropout: float = 0.25
-    num_classes: int = 0
-    conditioning: str = "concat"
-    spectral_norm: bool = False
-    minibatch_discrimination: int = 0
-    minibatch_stddev: int = 0
-    weight_init: str = "flax"
-    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, labels=None, *, train: bool = False):
