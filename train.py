@@ -4,13 +4,24 @@ Kept short on purpose (as in the Flax examples): flags, `gen_jax.config.load`, t
 `gen_jax.training.loop.train`. Bad input (a config file or key, a data source, a checkpoint) is one `error:` line.
 """
 import os
+import signal
 import sys
 
-from absl import app, flags, logging
 
-from gen_jax import config as config_lib
-from gen_jax.errors import UserError
-from gen_jax.training.loop import train
+def _interrupted(signum, frame):
+    """Ctrl-C outside the training steps (the loop saves and exits on its own): one line, no traceback."""
+    print("interrupted before training started or after it finished: checkpoints already saved are kept; "
+          "rerun the same command to continue", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGINT, _interrupted)  # first, so even an interrupt during the imports below is one line
+
+from absl import app, flags, logging  # noqa: E402
+
+from gen_jax import config as config_lib  # noqa: E402
+from gen_jax.errors import UserError  # noqa: E402
+from gen_jax.training.loop import train  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
 OVERRIDE_PREFIX = "--config."
@@ -45,6 +56,9 @@ def main(parsed: tuple[list[str], list[str]]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if summary.get("skipped_nonfinite"):
+        print(f"warning: {summary['skipped_nonfinite']} updates were skipped for NaN/inf (train.on_nonfinite=skip; "
+              f"skipped_steps in {workdir}/metrics.jsonl)", file=sys.stderr)
     if summary["interrupted"]:
         print(f"interrupted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints; "
               f"rerun the same command to resume", file=sys.stderr)

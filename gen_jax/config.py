@@ -39,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
         keep_checkpoints=3,
         eval_every=0,         # 0: evaluate at the end only
         progress=True,        # show a progress bar
+        on_nonfinite="stop",  # a NaN/inf loss or update: stop (naming the step) | skip (keep the old state, count it)
+        allow_config_change=False,  # resume a workdir whose saved config differs in a setting that changes results
     ))
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=500,
@@ -143,15 +145,122 @@ def gan_config() -> ml_collections.ConfigDict:
     return config
 
 
+NONFINITE_MODES = ("stop", "skip")
+_CHOICES = {  # section.key: allowed values, checked before anything is built or compiled
+    "loss.likelihood": ("bernoulli", "gaussian"), "loss.reconstruction": ("mse", "bce"),
+    "loss.sparsity": ("none", "kl", "l1"), "loss.corruption": ("none", "gaussian", "masking"),
+    "gan.loss": ("bce", "lsgan", "hinge", "wasserstein"), "train.on_nonfinite": NONFINITE_MODES,
+    "eval.best_mode": ("min", "max"),
+}
+_OPTIMIZERS, _SCHEDULES = ("adam", "adamw", "rmsprop", "sgd"), ("constant", "cosine")
+_NON_NEGATIVE = ("loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
+                 "gan.gp_weight", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
+_UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
+
+
+def _get(config, dotted: str):
+    """config's value at a dotted key, or None when a family has no such key."""
+    value = config
+    for part in dotted.split("."):
+        if not isinstance(value, ml_collections.ConfigDict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_values(config) -> None:
+    """Raises ConfigError naming the first key whose value is out of range (learning rates, sizes, choices)."""
+    for dotted, allowed in _CHOICES.items():
+        value = _get(config, dotted)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{dotted} must be one of {', '.join(allowed)}; got {value!r}")
+    for dotted in _NON_NEGATIVE:
+        value = _get(config, dotted)
+        if _is_number(value) and not value >= 0:
+            raise ConfigError(f"{dotted} must be >= 0, got {value}")
+    for dotted in _UNIT_INTERVAL:
+        value = _get(config, dotted)
+        if _is_number(value) and not 0 <= value <= 1:
+            raise ConfigError(f"{dotted} must be in [0, 1], got {value}")
+    for name, section in config.items():
+        if not isinstance(section, ml_collections.ConfigDict):
+            continue
+        if "learning_rate" in section and "name" in section:  # an optimizer_config section
+            if not (_is_number(section.learning_rate) and 0 < section.learning_rate < float("inf")):
+                raise ConfigError(f"{name}.learning_rate must be a positive number, got {section.learning_rate}")
+            if section.name not in _OPTIMIZERS:
+                raise ConfigError(f"{name}.name must be one of {', '.join(_OPTIMIZERS)}; got {section.name!r}")
+            if section.get("schedule", "constant") not in _SCHEDULES:
+                raise ConfigError(f"{name}.schedule must be one of {', '.join(_SCHEDULES)}; got {section.schedule!r}")
+            for key in ("weight_decay", "grad_clip_norm"):
+                if _is_number(section.get(key)) and not section[key] >= 0:
+                    raise ConfigError(f"{name}.{key} must be >= 0, got {section[key]}")
+            for key in ("b1", "b2"):
+                if _is_number(section.get(key)) and not 0 <= section[key] < 1:
+                    raise ConfigError(f"{name}.{key} must be in [0, 1), got {section[key]}")
+        if name in _MODEL_SECTIONS:  # sizes: *_dim a positive int, *_dims positive ints
+            for key, value in section.items():
+                if key.endswith("_dim") and not (isinstance(value, int) and value > 0):
+                    raise ConfigError(f"{name}.{key} must be a positive integer, got {value!r}")
+                if key.endswith("_dims") and not (isinstance(value, tuple) and all(
+                        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+                    raise ConfigError(f"{name}.{key} must be positive integers (e.g. 128,64), got {value!r}")
+    if _get(config, "eval.batch_size") is not None and config.eval.batch_size <= 0:
+        raise ConfigError(f"eval.batch_size must be positive, got {config.eval.batch_size}")
+    n_critic = _get(config, "gan.n_critic")
+    if n_critic is not None and n_critic < 1:
+        raise ConfigError(f"gan.n_critic must be >= 1, got {n_critic}")
+
+
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks values that a schema cannot, and locks the config against new keys."""
+    task = config.get("task")
+    if task in SCHEMAS:
+        missing = sorted(set(SCHEMAS[task]().keys()) - set(config.keys()))
+        if missing:
+            raise ConfigError(f"task {task!r} needs the sections {', '.join(missing)}: start from a config of that "
+                              f"family (e.g. configs/{task}.py) rather than changing config.task")
     if config.train.steps <= 0:
         raise ConfigError(f"train.steps must be positive, got {config.train.steps}")
     for key in ("steps_per_call", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
         if config.train[key] <= 0:
             raise ConfigError(f"train.{key} must be positive, got {config.train[key]}")
+    _check_values(config)
     config.lock()
     return config
+
+
+# Sections that never change a run's result: they may differ when a workdir is resumed.
+RESUMABLE_SECTIONS = ("train", "eval")
+
+
+def _plain(config) -> dict:
+    """A config as JSON-able plain values with tuples (what config.json holds, read back)."""
+    as_dict = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+    return _tuples(json.loads(json.dumps(as_dict, default=str)))
+
+
+def result_changes(saved, current) -> list[str]:
+    """Differences between a run's saved config and `current` in settings that change the result (every
+    section but train and eval), as 'key: saved -> current' lines."""
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(_plain(saved)), flat(_plain(current))
+    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] not in RESUMABLE_SECTIONS)
+    missing = "(unset)"
+    return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}" for k in keys
+            if old.get(k, missing) != new.get(k, missing)]
 
 
 SCHEMAS = {"vae": vae_config, "autoencoder": autoencoder_config, "gan": gan_config}
@@ -170,17 +279,26 @@ def _tuples(value):
 def load_saved(workdir: str) -> ml_collections.ConfigDict:
     """The config a run saved in WORKDIR/config.json, on top of its family's current schema: a run saved
     before a setting existed loads with that setting's default."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        saved = _tuples(json.load(f))
-    if saved.get("task") not in SCHEMAS:
-        raise ConfigError(f"{workdir}/config.json names no known task: {saved.get('task')!r}")
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as f:
+            saved = _tuples(json.load(f))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path} is corrupt or unreadable ({type(e).__name__}: {e}); restore it from a copy, "
+                          f"or rewrite it with the config the run was trained with") from None
+    if not isinstance(saved, dict) or saved.get("task") not in SCHEMAS:
+        task = saved.get("task") if isinstance(saved, dict) else None
+        raise ConfigError(f"{workdir}/config.json names no known task: {task!r}")
     merged = SCHEMAS[saved["task"]]().to_dict()
     for key, value in saved.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in _MODEL_SECTIONS:
             merged[key].update(value)
         else:
             merged[key] = value
-    return ml_collections.ConfigDict(merged)
+    try:
+        return ml_collections.ConfigDict(merged)
+    except Exception as e:  # e.g. a section replaced by a value of another type
+        raise ConfigError(f"{path} is corrupt: {type(e).__name__}: {e}") from None
 
 
 def _module_from_file(path: str):

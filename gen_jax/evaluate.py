@@ -80,6 +80,8 @@ def main(argv=None) -> int:
                                                   "next to the samples); other keys in it are kept")
     args = parser.parse_args(argv)
     try:
+        if args.num < 0:
+            raise UserError(f"--num must be positive (or 0: as many as test images), got {args.num}")
         if bool(args.workdir) == bool(args.samples):
             raise UserError("pass either --workdir=RUN (sample a trained run) or --samples=FILE.npz --data=SOURCE")
         record, out = _score_samples_file(args) if args.samples else _score_run(args)

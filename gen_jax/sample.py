@@ -24,6 +24,7 @@ def write_samples(workdir: str, num: int, out: str, *, seed: int = 0, checkpoint
     """Samples `num` images from the run in `workdir` into the .npz file `out`; returns what was saved."""
     if num <= 0:
         raise UserError(f"--num must be positive, got {num}")
+    check_out(out)
     run = restore_run(workdir, checkpoint)
     if run.task.sample is None:
         raise UserError(f"task {run.config.task!r} cannot sample")
@@ -31,9 +32,26 @@ def write_samples(workdir: str, num: int, out: str, *, seed: int = 0, checkpoint
     saved = {"images": data.quantize(images), "step": np.int64(run.step)}
     if labels is not None:
         saved["labels"] = np.asarray(labels, np.int32)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    np.savez(out, **saved)
+    try:
+        np.savez(out, **saved)
+    except OSError as e:
+        raise UserError(f"cannot write --out {out}: {e.strerror or e}") from None
     return saved
+
+
+def check_out(out: str) -> None:
+    """Raises UserError unless `out` names a .npz file that can be written (its folder is created)."""
+    if not out.endswith(".npz"):
+        raise UserError(f"--out must be a .npz file name (e.g. samples.npz), got {out!r}")
+    if os.path.isdir(out):
+        raise UserError(f"--out {out} is a folder: pass a file name such as {os.path.join(out, 'samples.npz')}")
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder of --out {out}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+        raise UserError(f"--out {out} cannot be written (permission denied)")
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -98,8 +99,8 @@ def read_idx(path: str) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except OSError as e:
-        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # EOFError: a .gz cut short
+        raise DataError(f"cannot read IDX file {path} (truncated or not gzip?): {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
@@ -142,21 +143,33 @@ def _read_image_folder(directory: str, classes: Sequence[str]):
             try:
                 with Image.open(path) as im:
                     im.load()
-                    images.append(im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy())
-            except (UnidentifiedImageError, OSError) as e:
+                    images.append(_unit_array(im))
+            except (UnidentifiedImageError, OSError, ValueError) as e:
                 raise DataError(f"unreadable image {path}: {e}") from None
             labels.append(label)
     return images, labels
 
 
+def _unit_array(im) -> np.ndarray:
+    """A PIL image as float32 [H, W, 1] (grayscale) or [H, W, 3] in [0, 1]; 16-bit grayscale keeps its range
+    (divided by 65535, not clipped to 255)."""
+    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNGs open as I;16 (or I in older Pillow)
+        return (np.asarray(im, np.float64) / 65535.0).clip(0, 1).astype(np.float32)[..., None]
+    if im.mode == "F":
+        return np.asarray(im, np.float32).clip(0, 1)[..., None]
+    if im.mode == "L":
+        return np.asarray(im, np.uint8)[..., None] / np.float32(255)
+    return np.asarray(im.convert("RGB"), np.uint8) / np.float32(255)
+
+
 def _stack_images(images, directory) -> np.ndarray:
-    sizes = {im.size for im in images}
+    sizes = {im.shape[:2] for im in images}
     if len(sizes) > 1:
-        raise DataError(f"images in {directory} have mixed sizes {sorted(sizes)[:4]}: resize them to one size")
-    mode = "L" if all(im.mode == "L" for im in images) else "RGB"
-    arrays = [np.asarray(im.convert(mode), np.uint8) for im in images]
-    stacked = np.stack(arrays)
-    return (stacked[..., None] if mode == "L" else stacked) / np.float32(255)
+        raise DataError(f"images in {directory} have mixed sizes {sorted(sizes)[:4]} (height, width): resize "
+                        f"them to one size")
+    if any(im.shape[-1] == 3 for im in images):  # grayscale images join colour ones as gray RGB
+        images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
+    return np.stack(images)
 
 
 def _load_folder(directory: str) -> Dataset:
@@ -164,9 +177,15 @@ def _load_folder(directory: str) -> Dataset:
         raise DataError(f"image folder {directory} does not exist")
     split_dirs = [os.path.join(directory, s) for s in ("train", "test")]
     roots = split_dirs if all(os.path.isdir(d) for d in split_dirs) else [directory]
-    classes = sorted(d for d in os.listdir(roots[0]) if os.path.isdir(os.path.join(roots[0], d)))
+    class_lists = [sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))) for root in roots]
+    classes = class_lists[0]
     if not classes:
         raise DataError(f"image folder {roots[0]} has no class subfolders (expected {roots[0]}/CLASS/*.png)")
+    if len(roots) == 2 and class_lists[1] != classes:
+        missing, extra = sorted(set(classes) - set(class_lists[1])), sorted(set(class_lists[1]) - set(classes))
+        raise DataError(f"{roots[1]} and {roots[0]} must have the same class folders: "
+                        + "; ".join(filter(None, [missing and f"test lacks {', '.join(missing)}",
+                                                  extra and f"test has extra {', '.join(extra)}"])))
     per_root = [_read_image_folder(root, classes) for root in roots]
     if any(not images for images, _ in per_root):
         raise DataError(f"image folder {directory} contains no PNG or JPEG images")

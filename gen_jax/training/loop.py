@@ -8,11 +8,13 @@ or SIGTERM before returning.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -25,28 +27,38 @@ from tqdm.auto import tqdm
 from gen_jax import config as config_lib
 from gen_jax import data, images
 from gen_jax.parallel import replicate, unreplicate
-from gen_jax.training import hooks, tasks, tensorboard
+from gen_jax.errors import UserError
+from gen_jax.training import hooks, runs, steps, tasks, tensorboard
 from gen_jax.training.checkpoint import Checkpointer
 
 AXIS = "batch"
 
 
-def device_steps(train_step, state, train_images, train_labels, indices, first_step, *, key):
+def _mean_of_applied(values, applied):
+    """Mean over the steps whose update was applied (NaN when none was); the plain mean when all were."""
+    kept = jnp.sum(jnp.where(applied, values, 0), axis=0) / jnp.maximum(jnp.sum(applied), 1)
+    return jnp.where(jnp.all(applied), values.mean(axis=0), jnp.where(jnp.any(applied), kept, jnp.nan))
+
+
+def device_steps(train_step, carry, train_images, train_labels, indices, first_step, *, key):
     """Runs indices.shape[0] consecutive steps on one device; batches are gathered from resident data.
 
-    indices: int32 [k, local_batch] rows of this device's share of each global batch. The key of step s is
-    fold_in(key, s). Metrics are averaged over the k steps.
+    train_step: a `steps.guard_nonfinite` step; carry: (state, health). indices: int32 [k, local_batch] rows of
+    this device's share of each global batch. The key of step s is fold_in(key, s). Metrics are averaged over
+    the k steps (over those whose update was applied).
     """
 
-    def one_step(state, idx, step):
+    def one_step(carry, idx, step):
         batch = {"image": train_images[idx], "label": train_labels[idx]}
-        return train_step(state, batch, jax.random.fold_in(key, step))
+        return train_step(carry, batch, jax.random.fold_in(key, step), step)
 
     if indices.shape[0] == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
-        return one_step(state, indices[0], first_step)
-    state, metrics = lax.scan(lambda s, xs: one_step(s, *xs), state,
+        carry, metrics = one_step(carry, indices[0], first_step)
+        return carry, {k: v for k, v in metrics.items() if k != "_ok"}
+    carry, metrics = lax.scan(lambda c, xs: one_step(c, *xs), carry,
                               (indices, first_step + jnp.arange(indices.shape[0])))
-    return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+    applied = metrics.pop("_ok")
+    return carry, jax.tree.map(lambda m: _mean_of_applied(m, applied), metrics)
 
 
 def _next_chunk(step: int, train) -> int:
@@ -82,16 +94,47 @@ def _write_jsonl(path: str, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _host_metrics(metrics, step: int) -> dict:
-    """Device metrics -> floats at a log step; a NaN or inf stops training with the step that produced it."""
+class NonFiniteError(UserError):
+    """Training stopped at a NaN or inf (train.on_nonfinite='stop'); nothing non-finite was saved."""
+
+
+def _host_metrics(metrics, step: int, skip_nonfinite: bool = False) -> dict:
+    """Device metrics -> floats at a log step; a NaN or inf stops training with the step that produced it
+    (with skip_nonfinite, they are left out: every update of the logged steps was skipped)."""
     values = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad and skip_nonfinite:
+        return {k: v for k, v in values.items() if k not in bad}
     if bad:
-        raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}: {values}")
+        raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}: {values}")
     return values
 
 
+def _check_health(health_r, metric_names, train_cfg, checkpointer) -> int:
+    """Reads the device's record of rejected (non-finite) updates at a host point; returns how many were
+    skipped, or, with train.on_nonfinite='stop', raises NonFiniteError naming the step and the quantity."""
+    health = {k: int(v) for k, v in jax.device_get(unreplicate(health_r)).items()}
+    if train_cfg.on_nonfinite == "skip" or health["first_bad_step"] < 0:
+        return health["rejected"]
+    last = checkpointer.latest_step()
+    checkpointer.close()
+    names = ", ".join(steps.nonfinite_names(health["what"], metric_names)) or "a value"
+    resume = (f"the last good checkpoint is step {last} in {checkpointer.directory}, which a rerun resumes from"
+              if last is not None else "no checkpoint was saved before it")
+    raise NonFiniteError(
+        f"non-finite {names} at step {health['first_bad_step'] + 1}: that update was not applied and nothing "
+        f"after it was saved; {resume}. Lower the learning rate, set optim.grad_clip_norm, or pass "
+        f"--config.train.on_nonfinite=skip to skip such updates")
+
+
+PICTURE_IMAGES = 32  # the test images a family's picture grids show (reconstructions: 4 rows of 8)
+
+
 def _write_pictures(task, state, dataset, key, workdir: str, step: int, board=None) -> None:
+    if len(dataset.test_images) < PICTURE_IMAGES:  # a small data set: its test images repeat to fill the grids
+        rows = np.resize(np.arange(len(dataset.test_images)), PICTURE_IMAGES)
+        dataset = dataclasses.replace(dataset, test_images=dataset.test_images[rows],
+                                      test_labels=dataset.test_labels[rows])
     pictures = task.pictures(state, dataset, key)
     for name, pics in pictures.items():
         images.save_grid(os.path.join(workdir, "samples", f"{name}_{step:06d}.png"), np.asarray(pics))
@@ -119,7 +162,7 @@ def train(config, workdir: str) -> dict:
     """
     config = config_lib.finalize(config)
     train_cfg = config.train
-    os.makedirs(workdir, exist_ok=True)
+    runs.prepare_workdir(workdir, config)  # usable, and a resume keeps the saved config; writes nothing
     devices = jax.local_devices()
     num_devices = len(devices)
     dataset = data.from_config(config.data)
@@ -132,22 +175,25 @@ def train(config, workdir: str) -> dict:
     init_key, train_key, picture_key, eval_key = (jax.random.fold_in(root, i) for i in range(4))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
     state = jax.jit(task.init_state)(init_key)
-    step = checkpointer.latest_step() or 0
-    if step:
-        state = checkpointer.restore(state, step)
+    restored, step = checkpointer.restore_newest_good(state, report=lambda line: print(line, file=sys.stderr),
+                                                      set_aside=True)  # corrupt steps: reported, moved aside
+    state, step = (state, 0) if restored is None else (restored, step)
+    runs.drop_metrics_after(os.path.join(workdir, "metrics.jsonl"), step)  # no duplicate steps after a resume
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     board = tensorboard.Writer(workdir, start_step=step)  # workdir/tensorboard/: tensorboard --logdir=workdir
     board.config(config, step)
 
-    parallel_steps = jax.pmap(functools.partial(device_steps, task.train_step, key=train_key),
+    guarded_step = steps.guard_nonfinite(task.train_step, mode=train_cfg.on_nonfinite)
+    parallel_steps = jax.pmap(functools.partial(device_steps, guarded_step, key=train_key),
                               axis_name=AXIS, donate_argnums=(0,))
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
-    state_r, train_images, train_labels = replicate(
-        (state, dataset.train_images, dataset.train_labels), devices, AXIS)
+    state_r, health_r, train_images, train_labels = replicate(
+        (state, steps.init_health(), dataset.train_images, dataset.train_labels), devices, AXIS)
+    skipped_logged, metrics = 0, {}
     del state
 
     summary = {"interrupted": None}
@@ -158,16 +204,22 @@ def train(config, workdir: str) -> dict:
             k = _next_chunk(step, train_cfg)
             idx = data.batch_indices(config.seed, step, k, num_examples=num_train, batch_size=config.data.batch_size)
             idx = idx.reshape(k, num_devices, local_batch).transpose(1, 0, 2)
-            state_r, metrics = parallel_steps(state_r, train_images, train_labels, idx,
-                                              np.full((num_devices,), step, np.int32))
+            (state_r, health_r), metrics = parallel_steps((state_r, health_r), train_images, train_labels, idx,
+                                                          np.full((num_devices,), step, np.int32))
             if wait_each_call or first_call:
                 jax.block_until_ready(state_r)
             step += k
             bar.update(k)
             if first_call:  # exclude compilation from the throughput
                 timer_step, timer_start, first_call = step, time.perf_counter(), False
+            if (step == train_cfg.steps or any(step % p == 0 for p in (train_cfg.log_every, train_cfg.sample_every,
+                                                                        train_cfg.checkpoint_every))
+                    or (train_cfg.eval_every and step % train_cfg.eval_every == 0)):  # host point: any NaN yet?
+                skipped = _check_health(health_r, metrics, train_cfg, checkpointer)
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-                values = _host_metrics(metrics, step)
+                values = _host_metrics(metrics, step, skip_nonfinite=train_cfg.on_nonfinite == "skip")
+                if train_cfg.on_nonfinite == "skip":
+                    values["skipped_steps"], skipped_logged = skipped - skipped_logged, skipped
                 now = time.perf_counter()
                 if step > timer_step:
                     values["images_per_sec"] = (step - timer_step) * config.data.batch_size / (now - timer_start)
@@ -182,6 +234,7 @@ def train(config, workdir: str) -> dict:
                 checkpointer.save(step, unreplicate(state_r))
             if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
                 _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best, board)
+        summary["skipped_nonfinite"] = _check_health(health_r, metrics, train_cfg, checkpointer)
         state = jax.device_get(unreplicate(state_r))
         checkpointer.save(step, state)
         summary["interrupted"] = stop.signum

@@ -6,7 +6,10 @@ eval.best_metric set, DIR/best/STEP/. Sampling, evaluation and the applications 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sys
+import tempfile
 from typing import Any
 
 import jax
@@ -14,7 +17,7 @@ import ml_collections
 
 from gen_jax import config as config_lib
 from gen_jax import data
-from gen_jax.errors import CheckpointError
+from gen_jax.errors import CheckpointError, ConfigError, UserError
 from gen_jax.training import tasks
 from gen_jax.training.checkpoint import Checkpointer
 
@@ -40,6 +43,8 @@ def restore_run(workdir: str, which: str = "latest", *, source: str | None = Non
     """
     if which not in CHECKPOINT_FOLDERS:
         raise CheckpointError(f"checkpoint must be one of {', '.join(CHECKPOINT_FOLDERS)}, got {which!r}")
+    if not os.path.isdir(workdir):
+        raise CheckpointError(f"{workdir} does not exist or is not a folder: pass the --workdir of a training run")
     if not os.path.exists(os.path.join(workdir, "config.json")):
         raise CheckpointError(f"{workdir} is not a training run (no config.json): train one with "
                               f"`python train.py --workdir={workdir}`")
@@ -51,11 +56,77 @@ def restore_run(workdir: str, which: str = "latest", *, source: str | None = Non
     if not os.path.isdir(folder):
         raise CheckpointError(f"{folder} holds no checkpoint{hint}")
     checkpointer = Checkpointer(folder)
-    try:
-        step = checkpointer.latest_step()
+    try:  # a corrupt newest step is reported on stderr and the newest good one opens instead
+        state, step = checkpointer.restore_newest_good(
+            jax.eval_shape(task.init_state, jax.random.key(config.seed)),
+            report=lambda line: print(line, file=sys.stderr))
         if step is None:
             raise CheckpointError(f"{folder} holds no checkpoint{hint}")
-        state = checkpointer.restore(jax.eval_shape(task.init_state, jax.random.key(config.seed)), step)
     finally:
         checkpointer.close()
     return Run(config, dataset, task, state, step)
+
+
+def _is_step_folder(path: str) -> bool:
+    return os.path.isdir(path) and os.path.basename(path).isdigit()
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Checks, before anything is written or compiled, that `workdir` can hold a run and that resuming it keeps
+    the result's settings: a saved config.json that differs from `config` outside train/eval is refused,
+    listing the differences, unless config.train.allow_config_change. Creates the folder; writes nothing in it.
+
+    Raises UserError (a file in the way, not writable) or ConfigError (a refused or unreadable saved config).
+    """
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a folder: pass a folder path")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise UserError(f"--workdir {workdir} cannot be created or written ({e.strerror or e}): pass a writable "
+                        f"folder") from None
+    checkpoints = os.path.join(workdir, CHECKPOINT_FOLDERS["latest"])
+    resuming = os.path.isdir(checkpoints) and any(_is_step_folder(os.path.join(checkpoints, name))
+                                                   for name in os.listdir(checkpoints))
+    if not resuming or not os.path.exists(os.path.join(workdir, "config.json")):
+        return
+    allow = config.train.get("allow_config_change", False)
+    try:
+        saved = config_lib.load_saved(workdir)
+    except ConfigError as e:
+        if allow:
+            return
+        raise ConfigError(f"{e}; or pass --config.train.allow_config_change=True to resume with this config "
+                          f"and rewrite it") from None
+    changes = config_lib.result_changes(saved, config)
+    if changes and not allow:
+        raise ConfigError(
+            f"{workdir} was trained with another config; resuming it would change the result: "
+            f"{'; '.join(changes)}. Use a fresh --workdir, rerun with the saved settings, or pass "
+            f"--config.train.allow_config_change=True to resume anyway (train.* and eval.* may always change)")
+    if changes:
+        print(f"warning: resuming {workdir} with changed settings (train.allow_config_change): "
+              f"{'; '.join(changes)}", file=sys.stderr)
+
+
+def drop_metrics_after(path: str, step: int) -> None:
+    """Rewrites the metrics file without rows past `step` (a resume from an earlier checkpoint would repeat
+    them), and without unreadable lines (a write cut short)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
