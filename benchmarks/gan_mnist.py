@@ -90,7 +90,7 @@ def jax_samples(workdir, raw_weights=False):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         speeds = [row["images_per_sec"] for row in map(json.loads, f) if "images_per_sec" in row]
     run = restore_run(workdir)
-    state = run.state.replace(ema_params=run.state.generator.params) if raw_weights else run.state
+    state = run.state.replace(ema_params={"generator": run.state["generator"].params}) if raw_weights else run.state
     images, labels = run.task.sample(state, jax.random.key(run.config.seed + 1), NUM_SAMPLES)
     return images, labels, float(np.median(speeds)), run.config
 

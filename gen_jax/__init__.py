@@ -17,6 +17,6 @@ from gen_jax import config, data, losses, models
 from gen_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from gen_jax.families import autoencoder, gan, vae
 from gen_jax.training import steps
-from gen_jax.training.train_state import GANState, TrainState
+from gen_jax.training.train_state import AdversarialState, TrainState
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     from flax import jax_utils
     from gen_jax.training import steps
     from gen_jax.models import gan_networks as gm
-    from gen_jax.training.train_state import GANState, TrainState
+    from gen_jax.training.train_state import AdversarialState, TrainState
 
     SHAPE, LATENT, BATCH = (8, 8, 1), 8, 16
     CASES = {
@@ -42,9 +42,10 @@ SCRIPT = textwrap.dedent("""
         dv = d.init(jax.random.key(1), jnp.zeros((2, *SHAPE)), labels)
         rest = lambda v: {k: x for k, x in v.items() if k != "params"}
         tx = optax.sgd(0.05, momentum=0.5)  # Adam would amplify round-off in near-zero gradients
-        return GANState.create(generator=TrainState.create(params=gv["params"], tx=tx, model_state=rest(gv)),
-                               discriminator=TrainState.create(params=dv["params"], tx=tx, model_state=rest(dv)),
-                               historical_averaging=ha)
+        return AdversarialState.create(
+            {"generator": TrainState.create(params=gv["params"], tx=tx, model_state=rest(gv)),
+             "discriminator": TrainState.create(params=dv["params"], tx=tx, model_state=rest(dv))},
+            ema=("generator",), historical_averaging=ha)
 
     rng = np.random.default_rng(0)
     batches = [{"image": rng.uniform(size=(BATCH, *SHAPE)).astype(np.float32),

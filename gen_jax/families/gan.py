@@ -83,13 +83,13 @@ def sample(generator, state, key: jax.Array, num: int, labels: jax.Array | None 
     if generator.num_classes and labels is None:
         labels = balanced_labels(num, generator.num_classes)
     z = jax.random.normal(key, (num, generator.latent_dim))
-    images = generate(generator, state.ema_params, state.generator.model_state, z, labels)
+    images = generate(generator, state.ema_params["generator"], state["generator"].model_state, z, labels)
     return data.to_unit_range(images, data.SIGNED)
 
 
 def discriminate(discriminator, state, images01: jax.Array, labels: jax.Array | None = None) -> jax.Array:
     """Discriminator scores (logits) [B] of [0, 1] images, inference mode."""
-    variables = state.discriminator.variables()
+    variables = state["discriminator"].variables()
     logits, _ = discriminator.apply(variables, data.preprocess(images01, value_range=data.SIGNED), labels, train=False)
     return logits
 

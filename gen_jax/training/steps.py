@@ -8,7 +8,7 @@ every device (per-device noise is cut from the global batch's draw, see `paralle
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from gen_jax.data import corruption as corruption_lib
 from gen_jax.families import gan, vae
 from gen_jax.models.gan_networks import with_axis
 from gen_jax.parallel import local_rows, pmean
+from gen_jax.training.train_state import AdversarialState
 
 
 def make_vae_step(model, *, beta: float = 1.0, kl_warmup_steps: int = 0, likelihood: str = "bernoulli",
@@ -105,17 +106,130 @@ def make_autoencoder_step(model, *, reconstruction: str = "mse", sparsity: str =
     return step
 
 
+@dataclasses.dataclass(frozen=True)
+class GANObjective:
+    """What a GAN's updates optimise: the adversarial loss and each stabiliser of the seed (see `make_gan_step`)."""
+
+    loss: str = "bce"
+    saturating: bool = False
+    real_label: float = 1.0
+    gp_weight: float = 0.0
+    clip_value: float = 0.0
+    feature_matching: bool = False
+    historical_averaging: float = 0.0
+    ema_decay: float = 0.999
+
+    def reported(self, logits: jax.Array) -> jax.Array:
+        """The mean D output reported in metrics: a probability for bce, the raw score otherwise."""
+        return jnp.mean(jax.nn.sigmoid(logits) if self.loss == "bce" else logits)
+
+
+def update_network(state: AdversarialState, name: str, grads, *, axis_name: str | None, model_state=None,
+                   clip_value: float = 0.0) -> AdversarialState:
+    """One optimizer update of network `name` with its gradients averaged over the device axis; then WGAN weight
+    clipping to [-clip_value, clip_value] when > 0, and its historical average advanced when the state keeps one."""
+    network = state[name].apply_gradients(pmean(grads, axis_name), model_state=model_state)
+    if clip_value:
+        network = network.replace(params=jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), network.params))
+    averages = state.averages
+    if averages is not None:
+        averages = {**averages, name: gan.running_mean(averages[name], network.params, network.step)}
+    return state.with_network(name, network).replace(averages=averages)
+
+
+def critic_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *, generator, discriminator,
+                  objective: GANObjective, axis_name: str | None):
+    """One discriminator (critic) update of a GAN on real images [B, H, W, C] in [-1, 1] (labels real_y or None)
+    against fresh fakes: the adversarial loss, plus the gradient penalty and historical averaging when on.
+
+    Returns (state, metrics): d_loss, d_real, d_fake, and w_distance, gp, d_history, d_weight_max when they apply.
+    """
+    z, fake_y = gan.generator_inputs(keys.noise, real.shape[0], latent_dim=generator.latent_dim,
+                                     num_classes=generator.num_classes, axis_name=axis_name)
+    g, d = state["generator"], state["discriminator"]
+    fake, g_model_state = gan.apply(generator, g.params, g.model_state, z, fake_y, train=True)
+    fake = lax.stop_gradient(fake)
+
+    def loss_fn(params):
+        (real_logits, _), ms = gan.apply(discriminator, params, d.model_state, real, real_y, train=True,
+                                         rngs={"dropout": keys.first_pass})
+        (fake_logits, _), ms = gan.apply(discriminator, params, ms, fake, fake_y, train=True,
+                                         rngs={"dropout": keys.second_pass})
+        adv = jnp.mean(losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits,
+                                                 kind=objective.loss, real_label=objective.real_label))
+        metrics = {"d_loss": adv, "d_real": objective.reported(real_logits), "d_fake": objective.reported(fake_logits)}
+        total = adv
+        if objective.loss == "wasserstein":
+            metrics["w_distance"] = jnp.mean(real_logits) - jnp.mean(fake_logits)
+        if objective.gp_weight:
+            def critic(x):  # interpolates are scored with the real labels
+                return gan.apply(discriminator, params, ms, x, real_y, train=True, rngs={"dropout": keys.penalty})[0][0]
+            metrics["gp"] = jnp.mean(losses.gradient_penalty(critic, real=real, fake=fake, key=keys.interpolation,
+                                                             axis_name=axis_name))
+            total = total + objective.gp_weight * metrics["gp"]
+        if objective.historical_averaging:
+            metrics["d_history"] = losses.historical_averaging(params=params, averages=state.averages["discriminator"])
+            total = total + objective.historical_averaging * metrics["d_history"]
+        return total, (ms, metrics)
+
+    grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
+    state = state.with_network("generator", g.replace(model_state=g_model_state))
+    state = update_network(state, "discriminator", grads, axis_name=axis_name, model_state=model_state,
+                           clip_value=objective.clip_value)
+    if objective.clip_value:
+        metrics["d_weight_max"] = jnp.max(jnp.stack([jnp.max(jnp.abs(p))
+                                                     for p in jax.tree.leaves(state["discriminator"].params)]))
+    return state, metrics
+
+
+def generator_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *, generator, discriminator,
+                     objective: GANObjective, axis_name: str | None):
+    """One generator update of a GAN (real images are used only by feature matching), then its EMA.
+
+    Returns (state, metrics): g_loss (the adversarial or feature-matching part), and g_history when on.
+    """
+    z, fake_y = gan.generator_inputs(keys.noise, real.shape[0], latent_dim=generator.latent_dim,
+                                     num_classes=generator.num_classes, axis_name=axis_name)
+    g, d = state["generator"], state["discriminator"]
+
+    def loss_fn(params):
+        fake, g_model_state = gan.apply(generator, params, g.model_state, z, fake_y, train=True)
+        (fake_logits, fake_features), _ = gan.apply(discriminator, d.params, d.model_state, fake, fake_y,
+                                                    train=True, rngs={"dropout": keys.first_pass})
+        if objective.feature_matching:
+            (_, real_features), _ = gan.apply(discriminator, d.params, d.model_state, real, real_y, train=True,
+                                              rngs={"dropout": keys.second_pass})
+            adv = losses.feature_matching(  # means over the global batch
+                real_features=pmean(jnp.mean(real_features, axis=0, keepdims=True), axis_name),
+                fake_features=pmean(jnp.mean(fake_features, axis=0, keepdims=True), axis_name))
+        else:
+            adv = jnp.mean(losses.generator_loss(fake_logits=fake_logits, kind=objective.loss,
+                                                 saturating=objective.saturating))
+        metrics = {"g_loss": adv}
+        if objective.historical_averaging:
+            metrics["g_history"] = losses.historical_averaging(params=params, averages=state.averages["generator"])
+            adv = adv + objective.historical_averaging * metrics["g_history"]
+        return adv, (g_model_state, metrics)
+
+    grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
+    state = update_network(state, "generator", grads, axis_name=axis_name, model_state=model_state)
+    g = state["generator"]
+    ema = gan.ema_update(state.ema_params["generator"], g.params, objective.ema_decay, g.step)
+    return state.replace(ema_params={**state.ema_params, "generator": ema}), metrics
+
+
 def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bool = False, n_critic: int = 1,
                   clip_value: float = 0.0, gp_weight: float = 0.0, real_label: float = 1.0,
                   feature_matching: bool = False, historical_averaging: float = 0.0, ema_decay: float = 0.999,
                   axis_name: str | None = "batch"):
-    """The GAN step: `n_critic` discriminator (critic) updates, then one generator update, on a `GANState`.
+    """The GAN step: `n_critic` critic updates, then one generator update, on an `AdversarialState` with
+    networks 'generator' and 'discriminator' (`critic_update`, `generator_update`).
 
     Each network has its own optax state and learning rate; both gradients are averaged over devices. Critic
     update i uses rows i, i + n_critic, ... of the batch (a fresh real minibatch per critic update, as in
     Arjovsky et al. 2017, Alg. 1: set data.batch_size = n_critic * minibatch; strided rows keep sharded runs
     equal to one device) and fresh noise; the generator update uses the last of those minibatches. Every noise
-    draw (z, fake labels, dropout, GP interpolates) is cut from the global batch's draw.
+    draw (z, fake labels, dropout, GP interpolates) is cut from the global batch's draw (`gan.update_keys`).
 
     Args:
       generator, discriminator: modules from `gen_jax.models.gan_networks` (conditional when generator.num_classes).
@@ -132,154 +246,31 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
         warm-up (`families.gan.ema_decay`).
       axis_name: the device axis, or None when not mapped.
     Returns:
-      step(state: GANState, batch, key) -> (state, metrics): d_loss, g_loss (adversarial parts), d_real and
-      d_fake (mean D output: probability for bce, raw score otherwise), gp, w_distance (wasserstein),
-      d_weight_max (largest |parameter| after clipping, when clipping), d_history and g_history (the
-      historical-averaging distances ||theta - mean||^2, when on).
+      step(state, batch, key) -> (state, metrics): d_loss, g_loss (adversarial parts), d_real and d_fake (mean D
+      output: probability for bce, raw score otherwise), gp, w_distance (wasserstein), d_weight_max (largest
+      |parameter| after clipping, when clipping), d_history and g_history (the historical-averaging distances
+      ||theta - mean||^2, when on).
     """
-    generator, discriminator = with_axis(generator, axis_name), with_axis(discriminator, axis_name)
-    num_classes = generator.num_classes
-    as_output = jax.nn.sigmoid if loss == "bce" else (lambda logits: logits)
-
-    noise = functools.partial(gan.generator_inputs, latent_dim=generator.latent_dim, num_classes=num_classes,
-                              axis_name=axis_name)
-
-    def critic_update(state, real, real_y, keys: gan.UpdateKeys):
-        z, fake_y = noise(keys.noise, real.shape[0])
-        g, d = state.generator, state.discriminator
-        fake, g_model_state = gan.apply(generator, g.params, g.model_state, z, fake_y, train=True)
-        fake = lax.stop_gradient(fake)
-
-        def loss_fn(params):
-            (real_logits, _), ms = gan.apply(discriminator, params, d.model_state, real, real_y, train=True,
-                                             rngs={"dropout": keys.first_pass})
-            (fake_logits, _), ms = gan.apply(discriminator, params, ms, fake, fake_y, train=True,
-                                             rngs={"dropout": keys.second_pass})
-            adv = jnp.mean(losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits, kind=loss,
-                                                     real_label=real_label))
-            metrics = {"d_loss": adv, "d_real": jnp.mean(as_output(real_logits)),
-                       "d_fake": jnp.mean(as_output(fake_logits))}
-            total = adv
-            if loss == "wasserstein":
-                metrics["w_distance"] = jnp.mean(real_logits) - jnp.mean(fake_logits)
-            if gp_weight:
-                def critic(x):  # interpolates are scored with the real labels
-                    return gan.apply(discriminator, params, ms, x, real_y, train=True, rngs={"dropout": keys.penalty})[0][0]
-                metrics["gp"] = jnp.mean(losses.gradient_penalty(critic, real=real, fake=fake, key=keys.interpolation,
-                                                                 axis_name=axis_name))
-                total = total + gp_weight * metrics["gp"]
-            if historical_averaging:
-                metrics["d_history"] = losses.historical_averaging(params=params,
-                                                                   averages=state.averages["discriminator"])
-                total = total + historical_averaging * metrics["d_history"]
-            return total, (ms, metrics)
-
-        grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
-        d = d.apply_gradients(pmean(grads, axis_name), model_state=model_state)
-        if clip_value:
-            d = d.replace(params=jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), d.params))
-            metrics["d_weight_max"] = jnp.max(jnp.stack([jnp.max(jnp.abs(p)) for p in jax.tree.leaves(d.params)]))
-        averages = state.averages
-        if historical_averaging:
-            averages = {**averages, "discriminator": gan.running_mean(averages["discriminator"], d.params, d.step)}
-        return state.replace(generator=g.replace(model_state=g_model_state), discriminator=d,
-                             averages=averages), metrics
-
-    def generator_update(state, real, real_y, keys: gan.UpdateKeys):
-        z, fake_y = noise(keys.noise, real.shape[0])
-        g, d = state.generator, state.discriminator
-
-        def loss_fn(params):
-            fake, g_model_state = gan.apply(generator, params, g.model_state, z, fake_y, train=True)
-            (fake_logits, fake_features), _ = gan.apply(discriminator, d.params, d.model_state, fake, fake_y,
-                                                        train=True, rngs={"dropout": keys.first_pass})
-            if feature_matching:
-                (_, real_features), _ = gan.apply(discriminator, d.params, d.model_state, real, real_y, train=True,
-                                                  rngs={"dropout": keys.second_pass})
-                adv = losses.feature_matching(  # means over the global batch
-                    real_features=pmean(jnp.mean(real_features, axis=0, keepdims=True), axis_name),
-                    fake_features=pmean(jnp.mean(fake_features, axis=0, keepdims=True), axis_name))
-            else:
-                adv = jnp.mean(losses.generator_loss(fake_logits=fake_logits, kind=loss, saturating=saturating))
-            metrics = {"g_loss": adv}
-            if historical_averaging:
-                metrics["g_history"] = losses.historical_averaging(params=params, averages=state.averages["generator"])
-                adv = adv + historical_averaging * metrics["g_history"]
-            return adv, (g_model_state, metrics)
-
-        grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
-        g = g.apply_gradients(pmean(grads, axis_name), model_state=model_state)
-        averages = state.averages
-        if historical_averaging:
-            averages = {**averages, "generator": gan.running_mean(averages["generator"], g.params, g.step)}
-        return state.replace(generator=g, ema_params=gan.ema_update(state.ema_params, g.params, ema_decay, g.step),
-                             averages=averages), metrics
+    networks = dict(generator=with_axis(generator, axis_name), discriminator=with_axis(discriminator, axis_name),
+                    objective=GANObjective(loss, saturating, real_label, gp_weight, clip_value, feature_matching,
+                                           historical_averaging, ema_decay),
+                    axis_name=axis_name)
+    conditional = generator.num_classes > 0
 
     def step(state, batch, key):
         images = data.preprocess(batch["image"], value_range=data.SIGNED)
-        labels = batch["label"] if num_classes else None
+        labels = batch["label"] if conditional else None
         if images.shape[0] % n_critic:
             raise ValueError(f"per-device batch {images.shape[0]} is not divisible by n_critic={n_critic}")
         critic_metrics = []
         for i in range(n_critic):  # unrolled: n_critic is small, and convs inside scan are slow on XLA:CPU
             real, real_y = images[i::n_critic], None if labels is None else labels[i::n_critic]
-            state, metrics = critic_update(state, real, real_y, gan.update_keys(key, i))
+            state, metrics = critic_update(state, real, real_y, gan.update_keys(key, i), **networks)
             critic_metrics.append(metrics)
         metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *critic_metrics)
         if clip_value:
             metrics["d_weight_max"] = jnp.max(jnp.stack([m["d_weight_max"] for m in critic_metrics]))
-        state, g_metrics = generator_update(state, real, real_y, gan.update_keys(key, n_critic))
+        state, g_metrics = generator_update(state, real, real_y, gan.update_keys(key, n_critic), **networks)
         return state, pmean({**metrics, **g_metrics}, axis_name)
 
     return step
-
-
-def init_health() -> dict:
-    """The record `guard_nonfinite` keeps on the device: rejected updates so far, the first rejected step (-1:
-    none) and a bitmask of what was non-finite there (bit i: metric i in sorted order; the last bit: the state)."""
-    return {"rejected": jnp.zeros((), jnp.int32), "first_bad_step": jnp.full((), -1, jnp.int32),
-            "what": jnp.zeros((), jnp.int32)}
-
-
-def nonfinite_names(health_what: int, metric_names) -> list[str]:
-    """The names behind `init_health`'s bitmask: metrics (sorted) and 'the updated state' (params, gradients
-    as applied, optimizer moments)."""
-    names = [*sorted(metric_names), "the updated parameters/optimizer state (gradients)"]
-    return [name for i, name in enumerate(names) if health_what >> i & 1]
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def guard_nonfinite(train_step, *, mode: str = "stop"):
-    """Wraps a step so that an update with a NaN or inf in its metrics (the loss) or in the updated state (where
-    a non-finite gradient lands) is never applied: the old state is kept, all on the device (no host sync).
-
-    Args:
-      train_step: step(state, batch, key) -> (state, metrics), as the factories above return.
-      mode: 'skip' keeps training on the next batch; 'stop' also rejects every later update, so the state stays
-        the last good one until the host reads the record (`init_health`) and stops.
-    Returns:
-      guarded((state, health), batch, key, step) -> ((state, health), metrics), metrics with '_ok' (bool: the
-      update was applied). When everything is finite the state equals train_step's, bit for bit.
-    """
-    if mode not in ("stop", "skip"):
-        raise ValueError(f"mode must be 'stop' or 'skip', got {mode!r}")
-
-    def guarded(carry, batch, key, step):
-        state, health = carry
-        new_state, metrics = train_step(state, batch, key)
-        flags = [jnp.all(jnp.isfinite(metrics[name])) for name in sorted(metrics)] + [_all_finite(new_state)]
-        finite = jnp.all(jnp.stack(flags))
-        ok = finite if mode == "skip" else finite & (health["first_bad_step"] < 0)
-        state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-        first = (health["first_bad_step"] < 0) & ~finite
-        what = sum(jnp.where(flag, 0, 1 << i) for i, flag in enumerate(flags)).astype(jnp.int32)
-        health = {"rejected": health["rejected"] + (~ok).astype(jnp.int32),
-                  "first_bad_step": jnp.where(first, jnp.asarray(step, jnp.int32), health["first_bad_step"]),
-                  "what": jnp.where(first, what, health["what"])}
-        return (state, health), {**metrics, "_ok": ok}
-
-    return guarded

@@ -22,7 +22,7 @@ from gen_jax.families import gan, vae
 from gen_jax.models import autoencoders
 from gen_jax.training import steps
 from gen_jax.training.optim import make_optimizer
-from gen_jax.training.train_state import GANState, TrainState
+from gen_jax.training.train_state import AdversarialState, TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,13 +206,13 @@ def gan_task(config, dataset: data.Dataset) -> Task:
         d_vars = discriminator.init(d_key, jnp.zeros((2, *dataset.image_shape)), labels)
         rest = lambda variables: {k: v for k, v in variables.items() if k != "params"}
         num_steps = config.train.steps  # generator updates; the discriminator makes n_critic per step
-        return GANState.create(
-            generator=TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g, num_steps),
-                                        model_state=rest(g_vars)),
-            discriminator=TrainState.create(params=d_vars["params"],
-                                            tx=make_optimizer(config.optim_d, num_steps * objective.n_critic),
-                                            model_state=rest(d_vars)),
-            historical_averaging=objective.historical_averaging > 0)
+        networks = {
+            "generator": TrainState.create(params=g_vars["params"], tx=make_optimizer(config.optim_g, num_steps),
+                                           model_state=rest(g_vars)),
+            "discriminator": TrainState.create(params=d_vars["params"], model_state=rest(d_vars),
+                                               tx=make_optimizer(config.optim_d, num_steps * objective.n_critic))}
+        return AdversarialState.create(networks, ema=("generator",),
+                                       historical_averaging=objective.historical_averaging > 0)
 
     @functools.partial(jax.jit, static_argnums=2)
     def _sample(state, key, num):

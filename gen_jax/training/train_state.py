@@ -1,10 +1,11 @@
 """Train states: pytrees holding everything a step updates. Keys are not stored: they derive from (seed, step).
 
-`TrainState` is one network with its own optax state; `GANState` holds two of them (generator and
-discriminator each with its own optimizer, learning rate and optax state) plus the generator's EMA weights.
+`TrainState` is one network with its own optax state; `AdversarialState` is a named collection of them (a GAN's
+generator and discriminator, CycleGAN's four networks) plus EMA weights, historical averages and image pools.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -39,27 +40,39 @@ class TrainState(struct.PyTreeNode):
                             model_state=self.model_state if model_state is None else model_state)
 
 
-class GANState(struct.PyTreeNode):
-    """A GAN: generator and discriminator, each a TrainState with its own optimizer and optax state.
+class AdversarialState(struct.PyTreeNode):
+    """Networks trained against each other: a GAN's generator and discriminator, CycleGAN's two of each.
 
-    ema_params: exponential moving average of the generator's params (used for sampling and evaluation; with
-      decay 0 it equals the params). averages: running means of both networks' params for historical
-      averaging ({'generator': ..., 'discriminator': ...}), or None when that penalty is off.
-    Spectral norm's power-iteration vectors live in the discriminator's model_state ('spectral' collection).
+    networks: name -> TrainState, each with its own params, model state and optax state (its own optimizer
+      and learning rate).
+    ema_params: name -> exponential moving average of that generator's params (GANs sample with it; {} if none).
+    averages: name -> running mean of that network's params for historical averaging, or None when off.
+    pools: name -> image pool of generated images shown to that discriminator (CycleGAN; {} if none).
+    Spectral norm's power-iteration vectors live in a network's model_state ('spectral' collection).
     """
 
-    generator: TrainState
-    discriminator: TrainState
-    ema_params: Any
+    networks: dict
+    ema_params: dict
     averages: Any = None
+    pools: Any = None
+
+    def __getitem__(self, name: str) -> TrainState:
+        return self.networks[name]
+
+    def with_network(self, name: str, network: TrainState) -> "AdversarialState":
+        """This state with network `name` replaced."""
+        return self.replace(networks={**self.networks, name: network})
 
     @property
     def step(self) -> jax.Array:
-        """Generator updates so far."""
-        return self.generator.step
+        """Train steps so far: the update count of the network updated least often (a GAN's generator)."""
+        return functools.reduce(jnp.minimum, [network.step for network in self.networks.values()])
 
     @classmethod
-    def create(cls, *, generator: TrainState, discriminator: TrainState, historical_averaging: bool = False):
-        averages = ({"generator": generator.params, "discriminator": discriminator.params}
-                    if historical_averaging else None)
-        return cls(generator=generator, discriminator=discriminator, ema_params=generator.params, averages=averages)
+    def create(cls, networks: dict, *, ema: tuple = (), historical_averaging: bool = False,
+               pools: dict | None = None) -> "AdversarialState":
+        """The initial state: EMA copies of the networks named in `ema`, historical averages of every network
+        when `historical_averaging`, and the given image pools."""
+        averages = {name: network.params for name, network in networks.items()} if historical_averaging else None
+        return cls(networks=dict(networks), ema_params={name: networks[name].params for name in ema},
+                   averages=averages, pools={} if pools is None else pools)
