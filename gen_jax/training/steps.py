@@ -274,3 +274,54 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
         return state, pmean({**metrics, **g_metrics}, axis_name)
 
     return step
+
+
+def init_health() -> dict:
+    """The record `guard_nonfinite` keeps on the device: rejected updates so far, the first rejected step (-1:
+    none) and a bitmask of what was non-finite there (bit i: metric i in sorted order; the last bit: the state)."""
+    return {"rejected": jnp.zeros((), jnp.int32), "first_bad_step": jnp.full((), -1, jnp.int32),
+            "what": jnp.zeros((), jnp.int32)}
+
+
+def nonfinite_names(health_what: int, metric_names) -> list[str]:
+    """The names behind `init_health`'s bitmask: metrics (sorted) and 'the updated state' (params, gradients
+    as applied, optimizer moments)."""
+    names = [*sorted(metric_names), "the updated parameters/optimizer state (gradients)"]
+    return [name for i, name in enumerate(names) if health_what >> i & 1]
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def guard_nonfinite(train_step, *, mode: str = "stop"):
+    """Wraps a step so that an update with a NaN or inf in its metrics (the loss) or in the updated state (where
+    a non-finite gradient lands) is never applied: the old state is kept, all on the device (no host sync).
+
+    Args:
+      train_step: step(state, batch, key) -> (state, metrics), as the factories above return.
+      mode: 'skip' keeps training on the next batch; 'stop' also rejects every later update, so the state stays
+        the last good one until the host reads the record (`init_health`) and stops.
+    Returns:
+      guarded((state, health), batch, key, step) -> ((state, health), metrics), metrics with '_ok' (bool: the
+      update was applied). When everything is finite the state equals train_step's, bit for bit.
+    """
+    if mode not in ("stop", "skip"):
+        raise ValueError(f"mode must be 'stop' or 'skip', got {mode!r}")
+
+    def guarded(carry, batch, key, step):
+        state, health = carry
+        new_state, metrics = train_step(state, batch, key)
+        flags = [jnp.all(jnp.isfinite(metrics[name])) for name in sorted(metrics)] + [_all_finite(new_state)]
+        finite = jnp.all(jnp.stack(flags))
+        ok = finite if mode == "skip" else finite & (health["first_bad_step"] < 0)
+        state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+        first = (health["first_bad_step"] < 0) & ~finite
+        what = sum(jnp.where(flag, 0, 1 << i) for i, flag in enumerate(flags)).astype(jnp.int32)
+        health = {"rejected": health["rejected"] + (~ok).astype(jnp.int32),
+                  "first_bad_step": jnp.where(first, jnp.asarray(step, jnp.int32), health["first_bad_step"]),
+                  "what": jnp.where(first, what, health["what"])}
+        return (state, health), {**metrics, "_ok": ok}
+
+    return guarded
