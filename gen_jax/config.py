@@ -202,12 +202,14 @@ def _check_values(config) -> None:
             for key in ("b1", "b2"):
                 if _is_number(section.get(key)) and not 0 <= section[key] < 1:
                     raise ConfigError(f"{name}.{key} must be in [0, 1), got {section[key]}")
-        if name in _MODEL_SECTIONS:  # sizes: *_dim a positive int, *_dims positive ints
+        if name in _MODEL_SECTIONS:  # sizes: *_dim, hidden, num_layers a positive int; *_dims, channels positive ints
             for key, value in section.items():
-                if key.endswith("_dim") and not (isinstance(value, int) and value > 0):
+                positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
+                if (key.endswith("_dim") or key in ("hidden", "num_layers", "num_classes")) and not positive(value):
                     raise ConfigError(f"{name}.{key} must be a positive integer, got {value!r}")
-                if key.endswith("_dims") and not (isinstance(value, tuple) and all(
-                        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+                if (key.endswith("_dims") or key == "channels") and not (
+                        (key == "channels" and positive(value))
+                        or isinstance(value, tuple) and all(positive(v) for v in value)):
                     raise ConfigError(f"{name}.{key} must be positive integers (e.g. 128,64), got {value!r}")
     if _get(config, "eval.batch_size") is not None and config.eval.batch_size <= 0:
         raise ConfigError(f"eval.batch_size must be positive, got {config.eval.batch_size}")

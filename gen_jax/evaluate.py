@@ -82,13 +82,20 @@ def main(argv=None) -> int:
     try:
         if args.num < 0:
             raise UserError(f"--num must be positive (or 0: as many as test images), got {args.num}")
+        if args.out and os.path.isdir(args.out):
+            raise UserError(f"--out {args.out} is a folder: pass a .json file path")
         if bool(args.workdir) == bool(args.samples):
             raise UserError("pass either --workdir=RUN (sample a trained run) or --samples=FILE.npz --data=SOURCE")
         record, out = _score_samples_file(args) if args.samples else _score_run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sample_quality.write_record(out, record)
+    try:
+        sample_quality.write_record(out, record)
+    except OSError as e:
+        _print(record, out)  # the scores are shown, though not saved
+        print(f"error: cannot write {out}: {e.strerror or e}; pass a writable --out", file=sys.stderr)
+        return 2
     _print(record, out)
     return 0
 

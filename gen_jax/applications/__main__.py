@@ -42,6 +42,31 @@ def _anomaly(args) -> dict:
     return {"per_class": rows, "mean_auroc": float(np.mean([r["auroc"] for r in rows]))}
 
 
+def check_args(args) -> None:
+    """Raises UserError for an argument out of range, before any run is opened or trained."""
+    if args.samples < 1:
+        raise UserError(f"--samples must be >= 1 (importance samples per image), got {args.samples}")
+    for name in ("images", "steps"):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name} must be >= 0 (0: the default), got {getattr(args, name)}")
+    if args.noise_factor < 0:
+        raise UserError(f"--noise_factor must be >= 0, got {args.noise_factor}")
+    if not 0 <= args.mask_rate <= 1:
+        raise UserError(f"--mask_rate must be in [0, 1], got {args.mask_rate}")
+    try:
+        [int(c) for c in args.held_out.split(",")]
+    except ValueError:
+        raise UserError(f"--held_out must be comma-separated class numbers (e.g. 0,1), got {args.held_out!r}") from None
+    if args.out:
+        if not args.out.lower().endswith(".png"):
+            raise UserError(f"--out must be a .png file name, got {args.out!r}")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if os.path.isdir(args.out) or not os.path.isdir(folder) and os.path.exists(folder):
+            raise UserError(f"--out {args.out} is a folder or lies under a file: pass a .png file path")
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+            raise UserError(f"--out {args.out} cannot be written (permission denied)")
+
+
 def run(args) -> dict:
     """The chosen application's result."""
     if args.task == "anomaly":
@@ -78,9 +103,13 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=0, help="iwae: test images used, a random subset (0: all)")
     args = parser.parse_args(argv)
     try:
+        check_args(args)
         result = run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a picture or result that cannot be written (a missing or read-only folder)
+        print(f"error: cannot write {e.filename or 'the output'}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0

@@ -169,6 +169,7 @@ def train(config, workdir: str) -> dict:
     num_train = len(dataset.train_images)
     local_batch = data.check_batching(num_train, config.data.batch_size, num_devices)
     task = tasks.build(config, dataset)
+    runs.state_shapes(task, config, dataset)  # a model that cannot be built is a ConfigError, before compiling
     scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 
     root = jax.random.key(config.seed)  # one stream per purpose

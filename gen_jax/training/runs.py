@@ -58,13 +58,28 @@ def restore_run(workdir: str, which: str = "latest", *, source: str | None = Non
     checkpointer = Checkpointer(folder)
     try:  # a corrupt newest step is reported on stderr and the newest good one opens instead
         state, step = checkpointer.restore_newest_good(
-            jax.eval_shape(task.init_state, jax.random.key(config.seed)),
+            state_shapes(task, config, dataset),
             report=lambda line: print(line, file=sys.stderr))
         if step is None:
             raise CheckpointError(f"{folder} holds no checkpoint{hint}")
     finally:
         checkpointer.close()
     return Run(config, dataset, task, state, step)
+
+
+def state_shapes(task: tasks.Task, config, dataset: data.Dataset):
+    """The train state's shapes (`jax.eval_shape`: nothing allocated or compiled). A model whose options do not
+    fit together or fit the data (e.g. a generator named as a VAE's model) is a ConfigError here, before any
+    compilation, rather than a traceback from inside a trace."""
+    try:
+        return jax.eval_shape(task.init_state, jax.random.key(config.seed))
+    except UserError:
+        raise
+    except Exception as e:  # whatever the module raises while tracing its init
+        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        sections = [s for s in ("model", "generator", "discriminator") if s in config]
+        raise ConfigError(f"the config's {'/'.join(sections) or 'model'} cannot be built for {dataset.name}'s "
+                          f"{tuple(dataset.image_shape)} images: {type(e).__name__}: {text}") from None
 
 
 def _is_step_folder(path: str) -> bool:
