@@ -2,6 +2,10 @@
 
     python -m gen_jax.evaluate --workdir=RUN [--classifier=DIR] [--num=N] [--checkpoint=latest|best]
     python -m gen_jax.evaluate --samples=FILE.npz --data=SOURCE --classifier=DIR
+    python -m gen_jax.evaluate --workdir=RUN --extractor=inception --inception_weights=inception_fid.npz
+
+`--extractor=inception` scores in the FID InceptionV3's space instead (numbers comparable with papers); its
+weights come from pytorch-fid's file, converted once: python -m gen_jax.evaluation.inception --help.
 
 Writes the record under 'sample_metrics' in RUN/eval.json (or next to the samples). The work is
 `evaluation.sample_quality`; runs open through `training.runs.restore_run`. Bad input is one `error:` line.
@@ -16,19 +20,17 @@ import jax
 
 from gen_jax import data
 from gen_jax.errors import UserError
-from gen_jax.evaluation import sample_quality
+from gen_jax.evaluation import inception, sample_quality
 from gen_jax.training.runs import restore_run
 
 
 def _score_samples_file(args) -> tuple[dict, str]:
     if not args.data:
         raise UserError("--samples needs --data=SOURCE (the real images to compare with)")
-    if not args.classifier:
+    if not args.classifier and args.extractor == "classifier":
         raise UserError("--samples needs --classifier=DIR (train one with python -m gen_jax.classifier)")
     images, labels = sample_quality.load_samples(args.samples)
-    record = sample_quality.score(images, labels, args.classifier, data.load(args.data), split=args.split,
-                                  num_reference=args.num_reference, seed=args.seed, cache_dir=args.cache_dir,
-                                  source=os.path.abspath(args.samples))
+    record = _score(args, images, labels, data.load(args.data), args.classifier, os.path.abspath(args.samples))
     return record, args.out or os.path.join(os.path.dirname(os.path.abspath(args.samples)), "eval.json")
 
 
@@ -37,19 +39,26 @@ def _score_run(args) -> tuple[dict, str]:
     if run.task.sample is None:
         raise UserError(f"task {run.config.task!r} of {args.workdir} cannot sample")
     classifier_dir = args.classifier or run.config.eval.classifier_dir
-    if not classifier_dir:
+    if not classifier_dir and args.extractor == "classifier":
         raise UserError("no classifier: pass --classifier=DIR (train one with python -m gen_jax.classifier "
                         f"--data={run.config.data.source} --workdir=DIR)")
     if args.num < 0:
         raise UserError(f"--num must be positive (or 0: as many as test images), got {args.num}")
     num = args.num or len(run.dataset.test_images)
     images, labels = run.task.sample(run.state, jax.random.fold_in(jax.random.key(args.seed), 1), num)
-    record = sample_quality.score(
-        data.quantize(images), labels, classifier_dir, run.dataset, split=args.split,
-        num_reference=args.num_reference, seed=args.seed, cache_dir=args.cache_dir,
-        source=f"{os.path.abspath(args.workdir)} ({args.checkpoint} checkpoint, step {run.step})")
+    record = _score(args, data.quantize(images), labels, run.dataset, classifier_dir,
+                    f"{os.path.abspath(args.workdir)} ({args.checkpoint} checkpoint, step {run.step})")
     record["step"] = run.step
     return record, args.out or os.path.join(args.workdir, "eval.json")
+
+
+def _score(args, images, labels, dataset, classifier_dir: str, source: str) -> dict:
+    """The eval.json record in the domain classifier's space, or the FID Inception's (--extractor=inception)."""
+    common = dict(split=args.split, num_reference=args.num_reference, seed=args.seed, cache_dir=args.cache_dir,
+                  source=source)
+    if args.extractor == "inception":
+        return inception.score(images, dataset, weights=args.inception_weights or None, **common)
+    return sample_quality.score(images, labels, classifier_dir, dataset, **common)
 
 
 def _print(record: dict, out: str) -> None:
@@ -59,7 +68,9 @@ def _print(record: dict, out: str) -> None:
     for name, entry in record["metrics"].items():
         std = f" +- {entry['std']:.4g}" if "std" in entry else ""
         print(f"  {name:16s} {entry['value']:.5g}{std}")
-    print(f"  class_counts     {record['class_counts']}\n-> {out} (sample_metrics)")
+    if "class_counts" in record:
+        print(f"  class_counts     {record['class_counts']}")
+    print(f"-> {out} (sample_metrics)")
 
 
 def main(argv=None) -> int:
@@ -69,6 +80,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="", help="reference data source (default with --workdir: the run's)")
     parser.add_argument("--classifier", default="", help="a gen_jax.classifier folder (default: the run's "
                                                          "eval.classifier_dir)")
+    parser.add_argument("--extractor", default="classifier", choices=("classifier", "inception"),
+                        help="feature space: the domain classifier (--classifier) or the FID InceptionV3")
+    parser.add_argument("--inception_weights", default="", help="with --extractor=inception: the .npz from "
+                        f"python -m gen_jax.evaluation.inception (default: ${inception.WEIGHTS_ENV_VAR})")
     parser.add_argument("--num", type=int, default=0, help="samples drawn with --workdir (0: as many as test images)")
     parser.add_argument("--checkpoint", default="latest", choices=("latest", "best"))
     parser.add_argument("--split", default="test", choices=("train", "test"), help="reference split")

@@ -1,8 +1,13 @@
-"""FID InceptionV3: the 299x299 path, pytorch-fid's preprocessing, weight files and the torch-name converter."""
+"""FID InceptionV3: the 299x299 path, pytorch-fid's preprocessing, weight files, the torch-name converter and its
+command, and `python -m gen_jax.evaluate --extractor=inception` end to end on synthetic weights."""
+import json
+import os
+
 import numpy as np
 import pytest
 from flax import traverse_util
 
+from gen_jax import evaluate
 from gen_jax.evaluation import inception
 from gen_jax.errors import UserError
 
@@ -100,7 +105,7 @@ def test_missing_weights_say_what_to_provide(tmp_path, monkeypatch):
         inception.load_params(missing)
     assert isinstance(error.value, inception.MissingWeightsError)
     for needed in (missing, inception.WEIGHTS_ENV_VAR, "pt_inception-2015-12-05-6726825d.pth",
-                   "params_from_torch_state_dict", "save_params"):
+                   "python -m gen_jax.evaluation.inception --torch_weights=", "--inception_weights="):
         assert needed in str(error.value)
     monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, missing)
     with pytest.raises(inception.MissingWeightsError, match="nowhere.npz"):  # the path comes from the env var
@@ -139,3 +144,63 @@ def test_converter_maps_torch_names(variables):
         inception.params_from_torch_state_dict({**state, "AuxLogits.fc.weight": np.zeros((1008, 768))})
     with pytest.raises(UserError, match="Mixed_5b/branch1x1/bn/mean"):
         inception.params_from_torch_state_dict({**state, "Mixed_5b.branch1x1.bn.running_mean": np.zeros(3)})
+
+
+def _write_pth(path, state):
+    """pytorch-fid's file format (torch.save of the state dict); skipped where torch is not installed."""
+    torch = pytest.importorskip("torch")
+    torch.save({name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}, path)
+
+
+@pytest.mark.parametrize("kind", ["pth", "npz"])
+def test_convert_command_writes_what_load_params_reads(tmp_path, variables, capsys, kind):
+    state, source = _torch_state_dict(variables), str(tmp_path / f"weights.{kind}")
+    if kind == "pth":
+        _write_pth(source, state)
+    else:  # the same torch names in an .npz: the converter needs no torch then
+        np.savez(source, **state)
+    out = str(tmp_path / "converted" / "inception_fid.npz")
+    assert inception.main([f"--torch_weights={source}", f"--out={out}"]) == 0
+    assert "--extractor=inception" in capsys.readouterr().out
+    loaded = traverse_util.flatten_dict(inception.load_params(out))
+    for key, value in traverse_util.flatten_dict(variables).items():
+        np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_convert_command_missing_file_is_one_error_line(tmp_path, capsys):
+    assert inception.main([f"--torch_weights={tmp_path / 'nowhere.pth'}", f"--out={tmp_path / 'x.npz'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "nowhere.pth" in err[0]
+
+
+@pytest.fixture
+def samples_file(tmp_path):
+    path = str(tmp_path / "samples.npz")
+    np.savez(path, images=np.random.default_rng(3).integers(0, 256, (12, 8, 8, 1), dtype=np.uint8))
+    return path
+
+
+def test_evaluate_inception_without_weights_is_one_error_line(samples_file, monkeypatch, capsys):
+    monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
+    assert evaluate.main([f"--samples={samples_file}", "--data=digits", "--extractor=inception"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: FID Inception weights not found")
+
+
+@pytest.mark.slow
+def test_evaluate_with_inception_end_to_end(tmp_path, variables, samples_file, capsys):
+    """Synthetic torch weights -> converter -> evaluate --extractor=inception on a few 8x8 images."""
+    source, weights = str(tmp_path / "weights.npz"), str(tmp_path / "inception_fid.npz")
+    np.savez(source, **_torch_state_dict(variables))
+    assert inception.main([f"--torch_weights={source}", f"--out={weights}"]) == 0
+    out = str(tmp_path / "eval.json")
+    assert evaluate.main([f"--samples={samples_file}", "--data=digits", "--num_reference=20", "--extractor=inception",
+                          f"--inception_weights={weights}", f"--out={out}"]) == 0
+    record = json.load(open(out))["sample_metrics"]
+    assert record["extractor"].startswith("inception-fid:") and record["num_samples"] == 12
+    assert record["reference"]["num_images"] == 20
+    assert {"fid", "kid", "is", "precision", "recall"} <= set(record["metrics"])
+    assert all(np.isfinite(entry["value"]) for entry in record["metrics"].values())
+    assert record["metrics"]["fid"]["value"] > 0 and 1.0 <= record["metrics"]["is"]["value"] <= 1008
+    assert os.listdir(tmp_path / "reference_stats")  # reference statistics cached next to the weights
+    assert "inception-fid:" in capsys.readouterr().out

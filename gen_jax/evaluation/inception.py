@@ -1,21 +1,28 @@
 """InceptionV3 of the standard FID: the 2015-12-05 TF graph as ported by pytorch-fid, in Flax linen.
 
-Nothing is downloaded: `load_params` reads an .npz written by `save_params`, keyed by '/'-joined variable
-paths ('params/Mixed_5b/branch1x1/conv/kernel', 'batch_stats/Mixed_5b/branch1x1/bn/mean', ...). Make it once,
-where torch is installed, from pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`:
+Nothing is downloaded. Download pytorch-fid's weights yourself (`pt_inception-2015-12-05-6726825d.pth`, from
+https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth)
+and convert them once (reading a .pth needs torch: `pip install torch --index-url
+https://download.pytorch.org/whl/cpu`):
 
-    import torch
-    from gen_jax.evaluation import inception
-    state = torch.load("pt_inception-2015-12-05-6726825d.pth", map_location="cpu")
-    variables = inception.params_from_torch_state_dict({k: v.numpy() for k, v in state.items()})
-    inception.save_params("inception_fid.npz", variables)
+    python -m gen_jax.evaluation.inception --torch_weights=pt_inception-2015-12-05-6726825d.pth \
+        --out=inception_fid.npz
 
-then pass its path to `load_params` or set GEN_JAX_INCEPTION_WEIGHTS to it.
+The .npz holds the variables keyed by '/'-joined paths ('params/Mixed_5b/branch1x1/conv/kernel',
+'batch_stats/Mixed_5b/branch1x1/bn/mean', ...). Then score in Inception space:
+
+    python -m gen_jax.evaluate --workdir=RUN --extractor=inception --inception_weights=inception_fid.npz
+
+(or set GEN_JAX_INCEPTION_WEIGHTS to the .npz). In code: `convert(torch_path, out)`, `load_params(path)`,
+`inception_features(variables, uint8_images)`, and `Extractor`, which `evaluation.sample_quality` scores with.
 """
 from __future__ import annotations
 
+import argparse
 import functools
+import hashlib
 import os
+import sys
 
 import flax.linen as nn
 import jax
@@ -23,7 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from gen_jax.data import quantize
 from gen_jax.errors import UserError
+from gen_jax.evaluation import sample_quality
 
 WEIGHTS_ENV_VAR = "GEN_JAX_INCEPTION_WEIGHTS"
 TORCH_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -236,10 +245,9 @@ def save_params(path: str, variables: dict) -> None:
 
 def _missing_weights_message(path: str | None) -> str:
     where = f"{path!r} does not exist" if path else f"no path was given and ${WEIGHTS_ENV_VAR} is not set"
-    return (f"FID Inception weights not found: {where}. Provide an .npz made once, with torch, from "
-            f"pytorch-fid's {TORCH_WEIGHTS_FILE}: state = torch.load(...); gen_jax.evaluation.inception.save_params("
-            f"'inception_fid.npz', gen_jax.evaluation.inception.params_from_torch_state_dict({{k: v.numpy() for k, v in "
-            f"state.items()}})); then pass its path or set ${WEIGHTS_ENV_VAR} to it.")
+    return (f"FID Inception weights not found: {where}. Download pytorch-fid's {TORCH_WEIGHTS_FILE}, convert it "
+            f"once with `python -m gen_jax.evaluation.inception --torch_weights={TORCH_WEIGHTS_FILE} "
+            f"--out=inception_fid.npz`, then pass --inception_weights=inception_fid.npz or set ${WEIGHTS_ENV_VAR}.")
 
 
 def load_params(path: str | None = None) -> dict:
@@ -310,3 +318,120 @@ def params_from_torch_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
         flat["/".join([collection, *path, module, flax_leaf])] = np.transpose(np.asarray(value, np.float32), axes)
     _check_layout(flat, source="the torch state dict")
     return traverse_util.unflatten_dict(flat, sep="/")
+
+
+def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
+    """The state dict in `path` as numpy arrays: a torch .pth (read with torch, CPU only) or an .npz whose keys
+    are the torch parameter names.
+
+    Raises:
+      UserError when the file is missing, or is a .pth and torch is not installed.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"{path} does not exist (download pytorch-fid's {TORCH_WEIGHTS_FILE})")
+    if path.endswith(".npz"):
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    try:
+        import torch
+    except ImportError:
+        raise UserError(f"reading {path} needs torch: pip install torch --index-url "
+                        "https://download.pytorch.org/whl/cpu (only for this one conversion)") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {name: value.numpy() for name, value in state.items()}
+
+
+def convert(torch_weights: str, out: str) -> str:
+    """Converts pytorch-fid's weights file (`read_torch_state_dict`) to the .npz `load_params` reads; returns out."""
+    variables = params_from_torch_state_dict(read_torch_state_dict(torch_weights))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    save_params(out, variables)
+    return out
+
+
+class Extractor:
+    """The FID Inception as a feature extractor with the domain classifier's interface (`name`,
+    `features_and_probs`), so `evaluation.sample_quality` scores with it: pool3 features [N, 2048] for FID, KID
+    and precision/recall, softmax over the 1008 logits for the Inception Score.
+
+    The name holds a digest of the weights file, so cached reference statistics never mix weights.
+    """
+
+    num_classes = 1008
+
+    def __init__(self, path: str | None = None):
+        path = path or os.environ.get(WEIGHTS_ENV_VAR)
+        self.variables = load_params(path)
+        with open(path, "rb") as f:
+            self.name = f"inception-fid:{hashlib.sha256(f.read()).hexdigest()[:12]}"
+        self.path = os.path.abspath(path)
+
+    def features_and_probs(self, images, *, batch_size: int = 50) -> tuple[jax.Array, jax.Array]:
+        """(pool3 [N, 2048], softmax(logits) [N, 1008]) of uint8 images [N, H, W(, C)], in batches of
+        `batch_size` (the last one zero-padded, so one compilation)."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise UserError(f"Inception inputs must be uint8 images in [0, 255], got {images.dtype}")
+        size = max(1, min(batch_size, len(images)))
+        features, probs = [], []
+        for start in range(0, len(images), size):
+            chunk = images[start:start + size]
+            rows = len(chunk)
+            if rows < size:
+                chunk = np.concatenate([chunk, np.zeros((size - rows, *chunk.shape[1:]), np.uint8)])
+            pool3, logits = inception_features(self.variables, chunk)
+            features.append(pool3[:rows])
+            probs.append(jax.nn.softmax(logits[:rows], axis=-1))
+        return jnp.concatenate(features), jnp.concatenate(probs)
+
+    def __repr__(self) -> str:
+        return f"Extractor({self.name}, {self.path})"
+
+
+def score(images, dataset, *, weights: str | None = None, split: str = "test", num_reference: int = 0,
+          seed: int = 0, cache_dir: str | None = None, source: str = "", batch_size: int = 50) -> dict:
+    """FID, KID, IS, precision/recall and density/coverage of `images` in the FID Inception's space, as the
+    eval.json record `sample_quality.score` writes for the domain classifier.
+
+    Args:
+      images: [N, H, W, C] uint8 (float [0, 1] is quantised), any size: resized to 299x299, grey to RGB.
+      dataset: the real images (`split`, its first `num_reference`; 0 = all) to compare with.
+      weights: the .npz from `convert` (default: $GEN_JAX_INCEPTION_WEIGHTS).
+      cache_dir: reference statistics cache (default: reference_stats/ next to the weights file).
+    """
+    extractor = Extractor(weights)
+    images = np.asarray(images)
+    images = images if images.dtype == np.uint8 else quantize(images)
+    reference = sample_quality.reference_stats(
+        extractor, dataset, split=split, num_images=num_reference,
+        cache_dir=cache_dir or os.path.join(os.path.dirname(extractor.path), sample_quality.REFERENCE_CACHE))
+    results = sample_quality.generative_metrics(images, None, extractor, reference, key=jax.random.key(seed),
+                                                batch_size=batch_size)
+    for name in ("classes_covered", "class_kl", "class_counts"):  # ImageNet classes say nothing about a domain
+        results.pop(name, None)
+    return {"samples": source, "extractor": extractor.name, "inception_weights": extractor.path,
+            "num_samples": len(images),
+            "reference": {"data": dataset.name, "split": split, "num_images": reference.num_images},
+            "metrics": sample_quality.describe(results), "seed": seed}
+
+
+def main(argv=None) -> int:
+    """`python -m gen_jax.evaluation.inception --torch_weights=FILE.pth --out=FILE.npz`."""
+    parser = argparse.ArgumentParser(prog="python -m gen_jax.evaluation.inception",
+                                     description="Convert pytorch-fid's InceptionV3 weights for gen_jax.")
+    parser.add_argument("--torch_weights", required=True, help=f"pytorch-fid's {TORCH_WEIGHTS_FILE} (or an .npz "
+                                                                "keyed by its torch names)")
+    parser.add_argument("--out", default="inception_fid.npz", help="the .npz to write")
+    args = parser.parse_args(argv)
+    try:
+        out = convert(args.torch_weights, args.out)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{out}: {len(variable_shapes())} arrays. Score with: python -m gen_jax.evaluate --workdir=RUN "
+          f"--extractor=inception --inception_weights={out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
