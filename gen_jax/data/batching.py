@@ -22,17 +22,18 @@ def check_batching(num_examples: int, batch_size: int, num_devices: int) -> int:
     return batch_size // num_devices
 
 
-def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: int,
-                  batch_size: int) -> np.ndarray:
+def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: int, batch_size: int,
+                  stream: int = 0) -> np.ndarray:
     """Global example indices [num_steps, batch_size] for steps first_step.., a pure function of the seed.
 
-    Each epoch is a fresh permutation (seeded by seed and epoch); the last partial batch is dropped.
+    Each epoch is a fresh permutation (seeded by seed, epoch and, for streams after the first, the stream
+    number: two unpaired domains are shuffled independently); the last partial batch is dropped.
     """
     per_epoch = num_examples // batch_size
     steps = np.arange(first_step, first_step + num_steps)
     out = np.empty((num_steps, batch_size), np.int32)
     for epoch in np.unique(steps // per_epoch):
-        perm = np.random.default_rng([seed, int(epoch)]).permutation(num_examples)
+        perm = np.random.default_rng([seed, int(epoch), *([stream] if stream else [])]).permutation(num_examples)
         rows = steps // per_epoch == epoch
         starts = (steps[rows] % per_epoch) * batch_size
         out[rows] = perm[starts[:, None] + np.arange(batch_size)]

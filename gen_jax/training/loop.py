@@ -40,23 +40,25 @@ def _mean_of_applied(values, applied):
     return jnp.where(jnp.all(applied), values.mean(axis=0), jnp.where(jnp.any(applied), kept, jnp.nan))
 
 
-def device_steps(train_step, carry, train_images, train_labels, indices, first_step, *, key):
-    """Runs indices.shape[0] consecutive steps on one device; batches are gathered from resident data.
+def device_steps(train_step, carry, train_data, indices, first_step, *, key):
+    """Runs k consecutive steps on one device; batches are gathered from resident data.
 
-    train_step: a `steps.guard_nonfinite` step; carry: (state, health). indices: int32 [k, local_batch] rows of
-    this device's share of each global batch. The key of step s is fold_in(key, s). Metrics are averaged over
-    the k steps (over those whose update was applied).
+    train_step: a `steps.guard_nonfinite` step; carry: (state, health). train_data: `Task.train_data`, on this
+    device. indices: {stream: int32 [k, local_batch]}, the rows of this device's share of each global batch.
+    The key of step s is fold_in(key, s). Metrics are averaged over the k steps (over those whose update was
+    applied).
     """
 
     def one_step(carry, idx, step):
-        batch = {"image": train_images[idx], "label": train_labels[idx]}
+        batch = {name: array[idx[stream]] for stream, arrays in train_data.items() for name, array in arrays.items()}
         return train_step(carry, batch, jax.random.fold_in(key, step), step)
 
-    if indices.shape[0] == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
-        carry, metrics = one_step(carry, indices[0], first_step)
+    num_steps = next(iter(indices.values())).shape[0]
+    if num_steps == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
+        carry, metrics = one_step(carry, {s: i[0] for s, i in indices.items()}, first_step)
         return carry, {k: v for k, v in metrics.items() if k != "_ok"}
     carry, metrics = lax.scan(lambda c, xs: one_step(c, *xs), carry,
-                              (indices, first_step + jnp.arange(indices.shape[0])))
+                              (indices, first_step + jnp.arange(num_steps)))
     applied = metrics.pop("_ok")
     return carry, jax.tree.map(lambda m: _mean_of_applied(m, applied), metrics)
 
@@ -166,10 +168,11 @@ def train(config, workdir: str) -> dict:
     devices = jax.local_devices()
     num_devices = len(devices)
     dataset = data.from_config(config.data)
-    num_train = len(dataset.train_images)
-    local_batch = data.check_batching(num_train, config.data.batch_size, num_devices)
     task = tasks.build(config, dataset)
     runs.state_shapes(task, config, dataset)  # a model that cannot be built is a ConfigError, before compiling
+    stream_sizes = {name: len(next(iter(arrays.values()))) for name, arrays in task.train_data.items()}
+    for size in stream_sizes.values():  # every stream holds at least one global batch, split evenly
+        local_batch = data.check_batching(size, config.data.batch_size, num_devices)
     scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 
     root = jax.random.key(config.seed)  # one stream per purpose
@@ -192,8 +195,7 @@ def train(config, workdir: str) -> dict:
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
-    state_r, health_r, train_images, train_labels = replicate(
-        (state, steps.init_health(), dataset.train_images, dataset.train_labels), devices, AXIS)
+    state_r, health_r, train_data = replicate((state, steps.init_health(), task.train_data), devices, AXIS)
     skipped_logged, metrics = 0, {}
     del state
 
@@ -203,9 +205,10 @@ def train(config, workdir: str) -> dict:
         timer_step, timer_start, first_call = step, time.perf_counter(), True
         while step < train_cfg.steps and stop.signum is None:
             k = _next_chunk(step, train_cfg)
-            idx = data.batch_indices(config.seed, step, k, num_examples=num_train, batch_size=config.data.batch_size)
-            idx = idx.reshape(k, num_devices, local_batch).transpose(1, 0, 2)
-            (state_r, health_r), metrics = parallel_steps((state_r, health_r), train_images, train_labels, idx,
+            idx = {name: data.batch_indices(config.seed, step, k, num_examples=n, batch_size=config.data.batch_size,
+                                            stream=i).reshape(k, num_devices, local_batch).transpose(1, 0, 2)
+                   for i, (name, n) in enumerate(stream_sizes.items())}
+            (state_r, health_r), metrics = parallel_steps((state_r, health_r), train_data, idx,
                                                           np.full((num_devices,), step, np.int32))
             if wait_each_call or first_call:
                 jax.block_until_ready(state_r)

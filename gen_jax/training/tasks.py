@@ -37,6 +37,10 @@ class Task:
       families (`python -m gen_jax.sample`); None where the family cannot sample
     modules: the Flax modules by role ({"model": ...}, or {"generator": ..., "discriminator": ...}), for
       using a restored state with the family's pure functions
+    train_data: the arrays the loop keeps on the devices, as index streams: {stream: {batch key: array [N, ...]}}.
+      Each stream is shuffled on its own (`data.batch_indices(..., stream=i)`) and a step's batch holds every
+      array of every stream gathered at that stream's rows: one data set is {"examples": {"image", "label"}},
+      two unpaired domains are two streams.
     """
 
     init_state: Callable[[jax.Array], Any]
@@ -45,6 +49,12 @@ class Task:
     pictures: Callable[[Any, data.Dataset, jax.Array], dict]
     sample: Callable[[Any, jax.Array, int], tuple] | None
     modules: dict
+    train_data: dict
+
+
+def examples(dataset: data.Dataset) -> dict:
+    """`Task.train_data` of one data set: its training images and labels as a single index stream."""
+    return {"examples": {"image": dataset.train_images, "label": dataset.train_labels}}
 
 
 def create_model(config, dataset: data.Dataset):
@@ -125,7 +135,7 @@ def vae_task(config, dataset: data.Dataset) -> Task:
 
     step = steps.make_vae_step(model, beta=config.loss.beta, kl_warmup_steps=config.loss.kl_warmup_steps,
                                likelihood=likelihood, binarize=binarize, conditional=conditional)
-    return Task(init_state, step, evaluate, pictures, sample, {"model": model})
+    return Task(init_state, step, evaluate, pictures, sample, {"model": model}, examples(dataset))
 
 
 def autoencoder_task(config, dataset: data.Dataset) -> Task:
@@ -178,7 +188,7 @@ def autoencoder_task(config, dataset: data.Dataset) -> Task:
                                        sparsity_target=loss.sparsity_target, sparsity_weight=loss.sparsity_weight,
                                        corruption=loss.corruption, noise_factor=loss.noise_factor,
                                        mask_rate=loss.mask_rate)
-    return Task(init_state, step, evaluate, pictures, None, {"model": model})
+    return Task(init_state, step, evaluate, pictures, None, {"model": model}, examples(dataset))
 
 
 def gan_task(config, dataset: data.Dataset) -> Task:
@@ -254,7 +264,7 @@ def gan_task(config, dataset: data.Dataset) -> Task:
                                feature_matching=objective.feature_matching,
                                historical_averaging=objective.historical_averaging, ema_decay=objective.ema_decay)
     return Task(init_state, step, evaluate, pictures, sample,
-                {"generator": generator, "discriminator": discriminator})
+                {"generator": generator, "discriminator": discriminator}, examples(dataset))
 
 
 FAMILIES = {"vae": vae_task, "autoencoder": autoencoder_task, "gan": gan_task}
