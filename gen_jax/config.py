@@ -152,10 +152,36 @@ _CHOICES = {  # section.key: allowed values, checked before anything is built or
     "gan.loss": ("bce", "lsgan", "hinge", "wasserstein"), "train.on_nonfinite": NONFINITE_MODES,
     "eval.best_mode": ("min", "max"),
 }
-_OPTIMIZERS, _SCHEDULES = ("adam", "adamw", "rmsprop", "sgd"), ("constant", "cosine")
-_NON_NEGATIVE = ("loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine", "linear_second_half")
+_NON_NEGATIVE = ("cyclegan.cycle_weight", "cyclegan.identity_weight", "cyclegan.pool_size", "loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
                  "gan.gp_weight", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
 _UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
+
+
+def cyclegan_config() -> ml_collections.ConfigDict:
+    """Unpaired image-to-image translation (CycleGAN, Zhu et al. 2017) between two domains.
+
+    data.source names two domains (`data.domains.load`: style:SOURCE, mnist_m:SOURCE, folders:DIR_A,DIR_B).
+    generator / discriminator: the options of both generators (A->B, B->A) and both discriminators (A, B).
+    cyclegan: the cycle-consistency weight (lambda, 10), the identity weight as a fraction of it (0.5), and
+    the image pool per discriminator (50 generated images; 0: none). Adam 2e-4 (b1 0.5), held for the first
+    half of training and decayed linearly to 0 over the second, as the paper.
+    """
+    config = base_config()
+    config.task = "cyclegan"
+    config.data.source = "style:digits"
+    config.data.batch_size = 16
+    config.generator = ml_collections.ConfigDict(dict(name="resnet_generator", channels=16, num_blocks=2,
+                                                      upsample="transpose", dropout=0.0))
+    config.discriminator = ml_collections.ConfigDict(dict(name="patch_discriminator", channels=16, num_layers=1))
+    config.cyclegan = ml_collections.ConfigDict(dict(cycle_weight=10.0, identity_weight=0.5, pool_size=50))
+    config.optim_g = optimizer_config(2e-4, b1=0.5)
+    config.optim_g.schedule = "linear_second_half"
+    config.optim_d = optimizer_config(2e-4, b1=0.5)
+    config.optim_d.schedule = "linear_second_half"
+    config.lock()
+    return config
 
 
 def _get(config, dotted: str):
@@ -192,10 +218,10 @@ def _check_values(config) -> None:
         if "learning_rate" in section and "name" in section:  # an optimizer_config section
             if not (_is_number(section.learning_rate) and 0 < section.learning_rate < float("inf")):
                 raise ConfigError(f"{name}.learning_rate must be a positive number, got {section.learning_rate}")
-            if section.name not in _OPTIMIZERS:
-                raise ConfigError(f"{name}.name must be one of {', '.join(_OPTIMIZERS)}; got {section.name!r}")
-            if section.get("schedule", "constant") not in _SCHEDULES:
-                raise ConfigError(f"{name}.schedule must be one of {', '.join(_SCHEDULES)}; got {section.schedule!r}")
+            if section.name not in OPTIMIZERS:
+                raise ConfigError(f"{name}.name must be one of {', '.join(OPTIMIZERS)}; got {section.name!r}")
+            if section.get("schedule", "constant") not in SCHEDULES:
+                raise ConfigError(f"{name}.schedule must be one of {', '.join(SCHEDULES)}; got {section.schedule!r}")
             for key in ("weight_decay", "grad_clip_norm"):
                 if _is_number(section.get(key)) and not section[key] >= 0:
                     raise ConfigError(f"{name}.{key} must be >= 0, got {section[key]}")
@@ -265,7 +291,7 @@ def result_changes(saved, current) -> list[str]:
             if old.get(k, missing) != new.get(k, missing)]
 
 
-SCHEMAS = {"vae": vae_config, "autoencoder": autoencoder_config, "gan": gan_config}
+SCHEMAS = {"vae": vae_config, "autoencoder": autoencoder_config, "gan": gan_config, "cyclegan": cyclegan_config}
 _MODEL_SECTIONS = ("model", "generator", "discriminator")  # replaced whole by configs, so never merged
 
 

@@ -16,8 +16,11 @@ import functools
 
 import numpy as np
 
+from gen_jax.data import sources
 from gen_jax.data.sources import Dataset
 from gen_jax.errors import DataError
+
+SOURCES = ("style:SOURCE", "mnist_m:SOURCE", "folders:DIR_A,DIR_B")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,3 +130,29 @@ def mnist_m_pair(dataset: Dataset, *, seed: int = 0, num_train: int | None = Non
     return _two_domains(f"mnist_m_pair({dataset.name})", dataset,
                         lambda images, split: mnist_m(images, seed=(seed, split)), seed=seed, num_train=num_train,
                         num_test=num_test)
+
+
+def _from_folders(dirs: str) -> TwoDomains:
+    """Two image folders (each as `folder:DIR` reads it: class subfolders, optional train/ and test/) as domains A
+    and B. Their test splits are not paired: test_b is B's own test images (as many as A's, cycled)."""
+    parts = [d for d in dirs.split(",") if d]
+    if len(parts) != 2:
+        raise DataError(f"folders: needs two folders, 'folders:DIR_A,DIR_B', got {dirs!r}")
+    a, b = (sources.load(f"folder:{d}") for d in parts)
+    test_b = b.test_images[np.arange(len(a.test_images)) % len(b.test_images)]
+    return TwoDomains(f"folders:{dirs}", a.train_images, a.train_labels, b.train_images, b.train_labels,
+                      a.test_images, test_b, a.test_labels)
+
+
+def load(source: str, *, seed: int = 0) -> TwoDomains:
+    """Two domains named by a source string: 'style:SOURCE' (`style_pair` of a one-domain source, e.g.
+    style:digits), 'mnist_m:SOURCE' (`mnist_m_pair`, e.g. mnist_m:idx:../shared/data/mnist) or
+    'folders:DIR_A,DIR_B'."""
+    kind, _, arg = source.partition(":")
+    if kind == "style" and arg:
+        return style_pair(sources.load(arg), seed=seed)
+    if kind == "mnist_m" and arg:
+        return mnist_m_pair(sources.load(arg), seed=seed)
+    if kind == "folders" and arg:
+        return _from_folders(arg)
+    raise DataError(f"unknown two-domain source {source!r}: use {', '.join(SOURCES)}")

@@ -133,7 +133,8 @@ PICTURE_IMAGES = 32  # the test images a family's picture grids show (reconstruc
 
 
 def _write_pictures(task, state, dataset, key, workdir: str, step: int, board=None) -> None:
-    if len(dataset.test_images) < PICTURE_IMAGES:  # a small data set: its test images repeat to fill the grids
+    if isinstance(dataset, data.Dataset) and len(dataset.test_images) < PICTURE_IMAGES:  # a small data set:
+        # its test images repeat to fill the grids
         rows = np.resize(np.arange(len(dataset.test_images)), PICTURE_IMAGES)
         dataset = dataclasses.replace(dataset, test_images=dataset.test_images[rows],
                                       test_labels=dataset.test_labels[rows])
@@ -167,7 +168,7 @@ def train(config, workdir: str) -> dict:
     runs.prepare_workdir(workdir, config)  # usable, and a resume keeps the saved config; writes nothing
     devices = jax.local_devices()
     num_devices = len(devices)
-    dataset = data.from_config(config.data)
+    dataset = tasks.load_data(config)
     task = tasks.build(config, dataset)
     runs.state_shapes(task, config, dataset)  # a model that cannot be built is a ConfigError, before compiling
     stream_sizes = {name: len(next(iter(arrays.values()))) for name, arrays in task.train_data.items()}

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import optax
 
+from gen_jax.config import OPTIMIZERS, SCHEDULES
 from gen_jax.errors import ConfigError
-
-SCHEDULES = ("constant", "cosine")
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
 
 def learning_rate(optim, num_updates: int):
     """The learning rate of an `optimizer_config` section: a number, or an optax schedule of the update count
-    ('cosine' decays to 0 along a half cosine over `num_updates`)."""
+    ('cosine' decays to 0 along a half cosine over `num_updates`; 'linear_second_half' holds it for the first
+    half and decays it linearly to 0 over the second, as CycleGAN and pix2pix train)."""
     if optim.schedule == "constant":
         return optim.learning_rate
     if optim.schedule == "cosine":
         return optax.cosine_decay_schedule(optim.learning_rate, num_updates)
+    if optim.schedule == "linear_second_half":
+        half = num_updates // 2
+        return optax.join_schedules([optax.constant_schedule(optim.learning_rate),
+                                     optax.linear_schedule(optim.learning_rate, 0.0, num_updates - half)], [half])
     raise ConfigError(f"unknown learning-rate schedule {optim.schedule!r}: use {' or '.join(SCHEDULES)}")
 
 

@@ -49,7 +49,7 @@ def restore_run(workdir: str, which: str = "latest", *, source: str | None = Non
         raise CheckpointError(f"{workdir} is not a training run (no config.json): train one with "
                               f"`python train.py --workdir={workdir}`")
     config = config_lib.load_saved(workdir)
-    dataset = data.load(source) if source else data.from_config(config.data)
+    dataset = data.load(source) if source else tasks.load_data(config)
     task = tasks.build(config, dataset)
     folder = os.path.join(workdir, CHECKPOINT_FOLDERS[which])
     hint = " (train with --config.eval.best_metric=fid to keep one)" if which == "best" else ""

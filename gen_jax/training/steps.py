@@ -16,7 +16,7 @@ from jax import lax
 
 from gen_jax import data, losses
 from gen_jax.data import corruption as corruption_lib
-from gen_jax.families import gan, vae
+from gen_jax.families import gan, translation, vae
 from gen_jax.models.gan_networks import with_axis
 from gen_jax.parallel import local_rows, pmean
 from gen_jax.training.train_state import AdversarialState
@@ -272,6 +272,83 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
             metrics["d_weight_max"] = jnp.max(jnp.stack([m["d_weight_max"] for m in critic_metrics]))
         state, g_metrics = generator_update(state, real, real_y, gan.update_keys(key, n_critic), **networks)
         return state, pmean({**metrics, **g_metrics}, axis_name)
+
+    return step
+
+
+def _pooled(pool, fakes, key, axis_name: str | None):
+    """This device's rows of the image pool's answer for the global batch of fakes: every device queries the same
+    pool with the same key on the gathered batch, so N devices keep the pool one device would."""
+    if axis_name is None:
+        return translation.query_pool(pool, fakes, key)
+    pool, images = translation.query_pool(pool, lax.all_gather(fakes, axis_name, tiled=True), key)
+    rows = fakes.shape[0]
+    return pool, lax.dynamic_slice_in_dim(images, lax.axis_index(axis_name) * rows, rows)
+
+
+def make_cyclegan_step(g_ab, g_ba, d_a, d_b, *, cycle_weight: float = 10.0, identity_weight: float = 0.5,
+                       axis_name: str | None = "batch"):
+    """The CycleGAN step (Zhu et al. 2017) on an `AdversarialState` with networks 'g_ab', 'g_ba', 'd_a', 'd_b'
+    and image pools 'd_a', 'd_b': one joint update of both generators, then one of each discriminator.
+
+    Generators minimise the least-squares adversarial loss against both discriminators (as the reference:
+    (D(G(x)) - 1)^2, twice `losses.generator_loss(kind='lsgan')`), plus cycle_weight * the L1 cycle losses
+    |F(G(a)) - a| + |G(F(b)) - b| and, when both domains have the same channels, identity_weight * cycle_weight *
+    the identity losses |G(b) - b| + |F(a) - a|. Each discriminator then scores its real images against the
+    generators' outputs from this step passed through its image pool (`families.translation.query_pool`).
+
+    Args:
+      g_ab, g_ba: generators A -> B and B -> A (`models.translation`); d_a, d_b: discriminators of each domain.
+      cycle_weight: lambda of the cycle loss (10); identity_weight: the identity loss's weight as a fraction of
+        lambda (0.5; 0 turns it off).
+      axis_name: the device axis, or None when not mapped.
+    Returns:
+      step(state, batch, key) -> (state, metrics) with batch {"image_a", "image_b"} in [0, 1]; metrics g_loss
+      (both adversarial terms), cycle, identity, d_a_loss, d_b_loss.
+    """
+    g_ab, g_ba = with_axis(g_ab, axis_name), with_axis(g_ba, axis_name)
+
+    def generator_loss(params, judges, real_a, real_b, keys):  # judges: the discriminators' params, held fixed
+        fake_b = g_ab.apply({"params": params["g_ab"]}, real_a, train=True, rngs={"dropout": keys[0]})
+        fake_a = g_ba.apply({"params": params["g_ba"]}, real_b, train=True, rngs={"dropout": keys[1]})
+        adversarial = 2.0 * jnp.mean(
+            losses.generator_loss(fake_logits=d_b.apply({"params": judges["d_b"]}, fake_b), kind="lsgan")
+            + losses.generator_loss(fake_logits=d_a.apply({"params": judges["d_a"]}, fake_a), kind="lsgan"))
+        back_a = g_ba.apply({"params": params["g_ba"]}, fake_b, train=True, rngs={"dropout": keys[2]})
+        back_b = g_ab.apply({"params": params["g_ab"]}, fake_a, train=True, rngs={"dropout": keys[3]})
+        cycle = jnp.mean(losses.cycle_consistency(reconstructed=back_a, originals=real_a)
+                         + losses.cycle_consistency(reconstructed=back_b, originals=real_b))
+        identity = jnp.zeros(())
+        if identity_weight and real_a.shape[-1] == real_b.shape[-1]:
+            same_b = g_ab.apply({"params": params["g_ab"]}, real_b, train=True, rngs={"dropout": keys[4]})
+            same_a = g_ba.apply({"params": params["g_ba"]}, real_a, train=True, rngs={"dropout": keys[5]})
+            identity = jnp.mean(losses.identity_loss(mapped=same_b, originals=real_b)
+                                + losses.identity_loss(mapped=same_a, originals=real_a))
+        total = adversarial + cycle_weight * (cycle + identity_weight * identity)
+        return total, ((fake_a, fake_b), {"g_loss": adversarial, "cycle": cycle, "identity": identity})
+
+    def discriminator_loss(params, real, fake, network):
+        return jnp.mean(losses.discriminator_loss(real_logits=network.apply({"params": params}, real),
+                                                  fake_logits=network.apply({"params": params}, fake), kind="lsgan"))
+
+    def step(state, batch, key):
+        real_a = data.preprocess(batch["image_a"], value_range=data.SIGNED)
+        real_b = data.preprocess(batch["image_b"], value_range=data.SIGNED)
+        dropout_key, pool_a_key, pool_b_key = jax.random.split(key, 3)
+        generators = {name: state[name].params for name in ("g_ab", "g_ba")}
+        judges = {name: state[name].params for name in ("d_a", "d_b")}
+        grads, ((fake_a, fake_b), metrics) = jax.grad(generator_loss, has_aux=True)(
+            generators, judges, real_a, real_b, jax.random.split(dropout_key, 6))
+        for name in ("g_ab", "g_ba"):
+            state = update_network(state, name, grads[name], axis_name=axis_name)
+        pools = dict(state.pools)
+        for name, network, real, fake, pool_key in (("d_a", d_a, real_a, fake_a, pool_a_key),
+                                                    ("d_b", d_b, real_b, fake_b, pool_b_key)):
+            pools[name], shown = _pooled(pools[name], fake, pool_key, axis_name)
+            loss, d_grads = jax.value_and_grad(discriminator_loss)(state[name].params, real, shown, network)
+            state = update_network(state, name, d_grads, axis_name=axis_name)
+            metrics[f"{name}_loss"] = loss
+        return state.replace(pools=pools), pmean(metrics, axis_name)
 
     return step
 

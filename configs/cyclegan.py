@@ -1,0 +1,26 @@
+"""CycleGAN (Zhu et al. 2017) on the bundled digits: domain A is one half of the digits as they are, domain B
+the other half with inverted, thickened strokes (`data.domains.style_pair`), so no digit is ever seen in both
+domains and every A -> B translation of a test digit has a true answer to be scored against.
+
+ResNet-block generators (2 blocks, 16 channels: the maps are 2x2 after two halvings of 8x8) and 1-layer
+PatchGAN discriminators (receptive field 16 px: the whole 8x8 image), least-squares adversarial loss, cycle
+weight 10, identity weight 0.5 x 10, an image pool of 50 per discriminator, Adam 2e-4 (b1 0.5) held for the
+first half and decayed linearly to 0 over the second.
+  python train.py --config=configs/cyclegan.py --workdir=runs/cyclegan
+On MNIST (28x28: 3 blocks, 32 channels, 1-layer PatchGAN of receptive field 16 px):
+  python train.py --config=configs/cyclegan.py --workdir=runs/cyclegan_mnist \
+      --config.data.source=style:idx:../shared/data/mnist --config.generator.num_blocks=3 \
+      --config.generator.channels=32 --config.discriminator.channels=32
+MNIST <-> MNIST-M (colour digits on photograph crops): --config.data.source=mnist_m:idx:../shared/data/mnist
+"""
+from gen_jax.config import cyclegan_config
+
+
+def get_config():
+    config = cyclegan_config()
+    config.data.batch_size = 16
+    config.train.steps = 2000
+    config.train.log_every = 100
+    config.train.sample_every = 500
+    config.train.checkpoint_every = 500
+    return config
