@@ -16,8 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 SMALL = {  # notebook -> the parameters the test runs it with
     "autoencoders.ipynb": {"STEPS": 200},
-    "gans.ipynb": {"STEPS": 100, "SNAPSHOTS": 2},
-    "evaluation.ipynb": {"STEPS": 100, "CLASSIFIER_EPOCHS": 1.0, "NUM_SAMPLES": 300},
+    "gans.ipynb": {"STEPS": 60, "DCGAN_STEPS": 10, "SNAPSHOTS": 2},
+    "evaluation.ipynb": {"STEPS": 100, "CLASSIFIER_EPOCHS": 4.0, "NUM_SAMPLES": 300},
     "pure_functions.ipynb": {"STEPS": 60},
 }
 
