@@ -53,16 +53,21 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
             with open(path, "wb") as f:
                 f.write(b"\x00garbage")
             corrupted.append(path)
-    result = run_cli(str(tmp_path), {**SMALL, "train.steps": 20})
-    assert_one_line_error(result, r"checkpoint .*/checkpoints/10 cannot be restored")
-    assert all(os.path.exists(p) for p in corrupted)  # nothing deleted
+    result = run_cli(str(tmp_path), {**SMALL, "train.steps": 20})  # no good checkpoint to fall back to
+    assert_one_line_error(result, r"every checkpoint in .*/checkpoints is corrupt: checkpoint .*/checkpoints/10 is "
+                                  r"corrupt")
+    assert "another model" not in result.stderr
+    assert all(os.path.exists(p) for p in corrupted)  # nothing deleted or moved
 
 
 @pytest.mark.slow
 def test_model_mismatch_with_checkpoint_is_reported(tmp_path):
     assert run_cli(str(tmp_path), {**SMALL, "train.steps": 10}).returncode == 0
     assert_one_line_error(run_cli(str(tmp_path), {**SMALL, "train.steps": 20, "model.latent_dim": 5}),
-                          r"cannot be restored into this config's model")
+                          r"resuming it would change the result: model.latent_dim: 4 -> 5")
+    assert_one_line_error(run_cli(str(tmp_path), {**SMALL, "train.steps": 20, "model.latent_dim": 5,
+                                                  "train.allow_config_change": True}),
+                          r"holds another model and cannot be restored into this config's model")
 
 
 @pytest.mark.slow
