@@ -492,7 +492,7 @@ def cases() -> list[Case]:
         apps(f"{task} on a missing workdir", [task, "--workdir={tmp}/nope"], pattern="does not exist")
     apps("compress with a missing workdir", ["compress", "--workdir={tmp}/run", "--workdir={tmp}/nope"],
          pattern="does not exist", setup=_copy_run("ae"))
-    apps("reduce on a GAN run", ["reduce", "--workdir={tmp}/run"], pattern="needs an autoencoder or VAE",
+    apps("reduce on a GAN run", ["reduce", "--workdir={tmp}/run"], pattern="need an autoencoder or VAE",
          setup=_copy_run("gan"))
     apps("reduce on an empty folder", ["reduce", "--workdir={tmp}/empty"], pattern="not a training run",
          setup=_mkdir("empty"))
