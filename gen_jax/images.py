@@ -5,6 +5,8 @@ import json
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
 
 def grid(images: np.ndarray, *, ncols: int = 8, pad: int = 1) -> np.ndarray:
@@ -22,7 +24,6 @@ def grid(images: np.ndarray, *, ncols: int = 8, pad: int = 1) -> np.ndarray:
 
 def save_grid(path: str, images: np.ndarray, *, ncols: int = 8, min_cell: int = 56) -> str:
     """Writes `grid(images)` as a PNG, upscaled (nearest) so small images such as 8x8 digits stay visible."""
-    from PIL import Image
     picture = grid(images, ncols=ncols)
     scale = max(1, -(-min_cell // images.shape[1]))
     picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -33,7 +34,6 @@ def save_grid(path: str, images: np.ndarray, *, ncols: int = 8, min_cell: int = 
 
 def save_animation(frame_paths: list[str], out_path: str, *, duration_ms: int = 400) -> str | None:
     """Writes PNG frames (e.g. one fixed-noise grid per step) as a looping animated GIF; None if < 2 frames."""
-    from PIL import Image
     if len(frame_paths) < 2:
         return None
     frames = [Image.open(path).convert("RGB") for path in frame_paths]
@@ -61,9 +61,6 @@ def animate_grids(samples_dir: str) -> list[str]:
 
 def plot_curves(metrics_path: str, out_path: str) -> str | None:
     """Plots every training metric in a metrics.jsonl against step (one panel each) as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     with open(metrics_path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     series: dict[str, tuple[list, list]] = {}
@@ -77,7 +74,8 @@ def plot_curves(metrics_path: str, out_path: str) -> str | None:
         return None
     ncols = min(3, len(series))
     nrows = -(-len(series) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(4 * ncols, 2.8 * nrows))  # no pyplot: no global backend, nothing left open
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (key, (xs, ys)) in zip(axes.flat, sorted(series.items())):
         ax.plot(xs, ys, marker="." if len(xs) < 20 else None)
         ax.set_title(key, fontsize=9)
@@ -86,5 +84,4 @@ def plot_curves(metrics_path: str, out_path: str) -> str | None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out_path, dpi=90)
-    plt.close(fig)
     return out_path

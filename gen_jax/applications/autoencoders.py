@@ -21,9 +21,9 @@ from types import ModuleType
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -36,9 +36,6 @@ from gen_jax.errors import UserError
 from gen_jax.families import autoencoder, vae
 from gen_jax.training import loop
 from gen_jax.training.runs import restore_run
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 FAMILY_FUNCTIONS = {"vae": vae, "autoencoder": autoencoder}  # the same code/decode/reconstruct/anomaly_score
 
@@ -156,7 +153,8 @@ def reduce_dimensions(trained: Trained, out_png: str, *, max_train: int = 10000)
         "probe_accuracy_pixels": linear_probe(train_x, train_y, ds.test_images, ds.test_labels),
     }
     points = test_codes if k == 2 else PCA(2, random_state=0).fit(train_codes).transform(test_codes)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     scatter = ax.scatter(points[:, 0], points[:, 1], c=ds.test_labels, cmap="tab10", s=4)
     fig.colorbar(scatter, ax=ax, label="label")
     ax.set_title(f"test codes ({'2-D latent' if k == 2 else f'{k}-D codes, first 2 PCs'}); "
@@ -217,7 +215,8 @@ def anomaly_detection(trained: Trained, anomaly_label: int, out_png: str, *, key
     is_anomaly = ds.test_labels == anomaly_label
     result = {"anomaly_label": int(anomaly_label), "score": score, "auroc": auroc(scores, is_anomaly),
               "num_anomalies": int(is_anomaly.sum()), "num_normal": int((~is_anomaly).sum())}
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     bins = np.histogram_bin_edges(scores, bins=50)
     ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, density=True, label="normal (trained classes)")
     ax.hist(scores[is_anomaly], bins=bins, alpha=0.6, density=True, label=f"anomaly (class {anomaly_label})")
@@ -295,7 +294,8 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
         rows.append({"code_dim": trained.code_dim, "bits_per_image": 16 * trained.code_dim,
                      "raw_bits_per_image": 8 * int(np.prod(ds.image_shape)), "psnr": psnr,
                      "mse": float(np.mean((recon - ds.test_images) ** 2))})
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     ax.plot([r["bits_per_image"] for r in rows], [r["psnr"] for r in rows], marker="o")
     for r in rows:
         ax.annotate(f"{r['code_dim']}-d", (r["bits_per_image"], r["psnr"]), fontsize=8)
@@ -326,5 +326,4 @@ def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

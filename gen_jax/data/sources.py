@@ -15,6 +15,8 @@ import zlib
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from sklearn.datasets import load_digits
 
 from gen_jax.errors import DataError
 
@@ -84,7 +86,6 @@ def _make_dataset(name, train, test, num_classes=None) -> Dataset:
 
 
 def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
     digits = load_digits()
     images = (digits.images / 16.0)[..., None]  # 0..16 ink levels -> [0, 1]
     order = np.random.default_rng(0).permutation(len(images))  # fixed split, independent of the run's seed
@@ -132,7 +133,6 @@ def _load_idx(directory: str) -> Dataset:
 
 
 def _read_image_folder(directory: str, classes: Sequence[str]):
-    from PIL import Image, UnidentifiedImageError
     images, labels = [], []
     for label, cls in enumerate(classes):
         cls_dir = os.path.join(directory, cls)
@@ -203,7 +203,7 @@ def _load_folder(directory: str) -> Dataset:
 
 
 def _load_tfds(name: str, data_dir: str | None) -> Dataset:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # imported here: heavy, and only tfds sources need it
     splits = []
     for split in ("train", "test"):
         try:
