@@ -154,7 +154,7 @@ _CHOICES = {  # section.key: allowed values, checked before anything is built or
 }
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear_second_half")
-_NON_NEGATIVE = ("cyclegan.cycle_weight", "cyclegan.identity_weight", "cyclegan.pool_size", "loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
+_NON_NEGATIVE = ("pix2pix.l1_weight", "pix2pix.adversarial_weight", "cyclegan.cycle_weight", "cyclegan.identity_weight", "cyclegan.pool_size", "loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
                  "gan.gp_weight", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
 _UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
 
@@ -176,6 +176,30 @@ def cyclegan_config() -> ml_collections.ConfigDict:
                                                       upsample="transpose", dropout=0.0))
     config.discriminator = ml_collections.ConfigDict(dict(name="patch_discriminator", channels=16, num_layers=1))
     config.cyclegan = ml_collections.ConfigDict(dict(cycle_weight=10.0, identity_weight=0.5, pool_size=50))
+    config.optim_g = optimizer_config(2e-4, b1=0.5)
+    config.optim_g.schedule = "linear_second_half"
+    config.optim_d = optimizer_config(2e-4, b1=0.5)
+    config.optim_d.schedule = "linear_second_half"
+    config.lock()
+    return config
+
+
+def pix2pix_config() -> ml_collections.ConfigDict:
+    """Paired image-to-image translation (pix2pix, Isola et al. 2017): a U-Net generator and a PatchGAN that
+    judges (input, output) pairs; the generator minimises the non-saturating GAN loss plus l1_weight (100) x L1
+    to the target. adversarial_weight 0 trains the same U-Net on L1 alone (the comparison the paper makes).
+
+    data.source names the pairs (`data.domains.load_pairs`: superres:SOURCE, 4x super-resolution).
+    eval.classifier_dir (optional): a `python -m gen_jax.classifier` folder of the target domain; evaluation
+    then also reports its accuracy on the outputs, the bicubic baseline and the true targets.
+    """
+    config = base_config()
+    config.task = "pix2pix"
+    config.data.source = "superres:digits"
+    config.data.batch_size = 32
+    config.generator = ml_collections.ConfigDict(dict(name="unet_generator", channels=32, dropout=0.0))
+    config.discriminator = ml_collections.ConfigDict(dict(name="patch_discriminator", channels=32, num_layers=1))
+    config.pix2pix = ml_collections.ConfigDict(dict(l1_weight=100.0, adversarial_weight=1.0))
     config.optim_g = optimizer_config(2e-4, b1=0.5)
     config.optim_g.schedule = "linear_second_half"
     config.optim_d = optimizer_config(2e-4, b1=0.5)
@@ -291,7 +315,8 @@ def result_changes(saved, current) -> list[str]:
             if old.get(k, missing) != new.get(k, missing)]
 
 
-SCHEMAS = {"vae": vae_config, "autoencoder": autoencoder_config, "gan": gan_config, "cyclegan": cyclegan_config}
+SCHEMAS = {"vae": vae_config, "autoencoder": autoencoder_config, "gan": gan_config, "cyclegan": cyclegan_config,
+           "pix2pix": pix2pix_config}
 _MODEL_SECTIONS = ("model", "generator", "discriminator")  # replaced whole by configs, so never merged
 
 

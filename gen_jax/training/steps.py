@@ -353,6 +353,56 @@ def make_cyclegan_step(g_ab, g_ba, d_a, d_b, *, cycle_weight: float = 10.0, iden
     return step
 
 
+def make_pix2pix_step(generator, discriminator, *, l1_weight: float = 100.0, adversarial_weight: float = 1.0,
+                      axis_name: str | None = "batch"):
+    """The pix2pix step (Isola et al. 2017) on an `AdversarialState` with networks 'generator' and
+    'discriminator': one discriminator update on (input, target) against (input, G(input)) pairs, then one
+    generator update on adversarial_weight * the non-saturating GAN loss + l1_weight * |G(input) - target|.
+
+    The discriminator's loss is half the sum of its real and fake cross-entropies, as the reference (which
+    slows D relative to G). adversarial_weight 0 leaves the discriminator untouched and trains L1 alone.
+
+    Returns:
+      step(state, batch, key) -> (state, metrics) with batch {"input", "target"} in [0, 1]; metrics g_loss
+      (adversarial part), l1, d_loss, d_real, d_fake (mean D probabilities).
+    """
+    generator = with_axis(generator, axis_name)
+
+    def translate(params, inputs, key):
+        return generator.apply({"params": params}, inputs, train=True, rngs={"dropout": key})
+
+    def discriminator_loss(params, inputs, targets, fakes):
+        real = discriminator.apply({"params": params}, targets, inputs)
+        fake = discriminator.apply({"params": params}, fakes, inputs)
+        loss = 0.5 * jnp.mean(losses.discriminator_loss(real_logits=real, fake_logits=fake, kind="bce"))
+        return loss, {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real)), "d_fake": jnp.mean(jax.nn.sigmoid(fake))}
+
+    def generator_loss(params, d_params, inputs, targets, key):
+        fakes = translate(params, inputs, key)
+        l1 = jnp.mean(losses.l1_reconstruction(predictions=fakes, targets=targets))
+        adversarial = jnp.mean(losses.generator_loss(
+            fake_logits=discriminator.apply({"params": d_params}, fakes, inputs), kind="bce"))
+        return adversarial_weight * adversarial + l1_weight * l1, {"g_loss": adversarial, "l1": l1}
+
+    def step(state, batch, key):
+        inputs = data.preprocess(batch["input"], value_range=data.SIGNED)
+        targets = data.preprocess(batch["target"], value_range=data.SIGNED)
+        d_key, g_key = jax.random.split(key)
+        metrics = {}
+        if adversarial_weight:
+            fakes = lax.stop_gradient(translate(state["generator"].params, inputs, d_key))
+            d_grads, metrics = jax.grad(discriminator_loss, has_aux=True)(state["discriminator"].params, inputs,
+                                                                         targets, fakes)
+            state = update_network(state, "discriminator", d_grads, axis_name=axis_name)
+        g_grads, g_metrics = jax.grad(generator_loss, has_aux=True)(state["generator"].params,
+                                                                   state["discriminator"].params, inputs, targets,
+                                                                   g_key)
+        state = update_network(state, "generator", g_grads, axis_name=axis_name)
+        return state, pmean({**metrics, **g_metrics}, axis_name)
+
+    return step
+
+
 def init_health() -> dict:
     """The record `guard_nonfinite` keeps on the device: rejected updates so far, the first rejected step (-1:
     none) and a bitmask of what was non-finite there (bit i: metric i in sorted order; the last bit: the state)."""

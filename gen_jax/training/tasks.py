@@ -18,7 +18,7 @@ from gen_jax import data, models
 from gen_jax.data import corruption
 from gen_jax.data import domains as data_domains
 from gen_jax.errors import ConfigError
-from gen_jax.evaluation import metrics
+from gen_jax.evaluation import domain_classifier, metrics
 from gen_jax.families import gan, translation, vae
 from gen_jax.models import autoencoders
 from gen_jax.training import steps
@@ -335,15 +335,68 @@ def cyclegan_task(config, domains: data_domains.TwoDomains) -> Task:
     return Task(init_state, step, evaluate, pictures, None, modules, train_data)
 
 
+def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
+    """Paired translation (pix2pix) of a `pix2pix_config`: evaluation reports the outputs' PSNR and mean absolute
+    error against the targets beside the fixed baseline's (bicubic upscaling for super-resolution) and, with
+    eval.classifier_dir, that classifier's accuracy on the outputs, the baseline and the targets."""
+    modules = {"generator": models.create(config.generator.name, image_shape=pairs.input_shape,
+                                          out_channels=pairs.target_shape[-1],
+                                          **{k: v for k, v in config.generator.items() if k != "name"}),
+               "discriminator": models.create(config.discriminator.name, image_shape=pairs.target_shape,
+                                              **{k: v for k, v in config.discriminator.items() if k != "name"})}
+    classifier = (domain_classifier.load(config.eval.classifier_dir) if config.eval.classifier_dir else None)
+
+    def init_state(key):
+        g_key, d_key = jax.random.split(key)
+        g = modules["generator"].init(g_key, jnp.zeros((1, *pairs.input_shape)))["params"]
+        d = modules["discriminator"].init(d_key, jnp.zeros((1, *pairs.target_shape)),
+                                          jnp.zeros((1, *pairs.input_shape)))["params"]
+        return AdversarialState.create({
+            "generator": TrainState.create(params=g, tx=make_optimizer(config.optim_g, config.train.steps)),
+            "discriminator": TrainState.create(params=d, tx=make_optimizer(config.optim_d, config.train.steps))})
+
+    translate = jax.jit(functools.partial(translation.translate, modules["generator"]))
+
+    def outputs(state, images):
+        return data.map_batches(lambda _, x: translate(state["generator"].params, x), np.asarray(images),
+                                config.eval.batch_size)
+
+    def evaluate(state, pairs, key):
+        out = outputs(state, pairs.test_inputs)
+        psnr = lambda x: float(np.mean(corruption.psnr(jnp.asarray(x), jnp.asarray(pairs.test_targets))))
+        error = lambda x: float(np.mean(np.abs(x - pairs.test_targets)))
+        results = {"psnr": psnr(out), "baseline_psnr": psnr(pairs.test_baseline), "l1_error": error(out),
+                   "baseline_l1_error": error(pairs.test_baseline), "num_test_images": len(out)}
+        if classifier is not None:
+            for name, images in (("output", out), ("baseline", pairs.test_baseline),
+                                 ("target", pairs.test_targets)):
+                results[f"{name}_accuracy"] = domain_classifier.accuracy(classifier, images, pairs.test_labels)
+        return results
+
+    def pictures(state, pairs, key):  # rows: input, baseline, output, target
+        return {"translations": jnp.concatenate([_rgb(pairs.test_inputs[:8]), _rgb(pairs.test_baseline[:8]),
+                                                 _rgb(outputs(state, pairs.test_inputs[:8])),
+                                                 _rgb(pairs.test_targets[:8])])}
+
+    step = steps.make_pix2pix_step(modules["generator"], modules["discriminator"],
+                                   l1_weight=config.pix2pix.l1_weight,
+                                   adversarial_weight=config.pix2pix.adversarial_weight)
+    train_data = {"pairs": {"input": pairs.train_inputs, "target": pairs.train_targets}}
+    return Task(init_state, step, evaluate, pictures, None, modules, train_data)
+
+
 def load_data(config):
-    """The data `config`'s task trains on: one data set (`data.from_config`), or two domains for translation
-    (`data.domains.load`)."""
+    """The data `config`'s task trains on: one data set (`data.from_config`), two domains for unpaired
+    translation (`data.domains.load`) or pairs for paired translation (`data.domains.load_pairs`)."""
     if config.task == "cyclegan":
         return data_domains.load(config.data.source)
+    if config.task == "pix2pix":
+        return data_domains.load_pairs(config.data.source)
     return data.from_config(config.data)
 
 
-FAMILIES = {"vae": vae_task, "autoencoder": autoencoder_task, "gan": gan_task, "cyclegan": cyclegan_task}
+FAMILIES = {"vae": vae_task, "autoencoder": autoencoder_task, "gan": gan_task, "cyclegan": cyclegan_task,
+            "pix2pix": pix2pix_task}
 
 
 def build(config, dataset: data.Dataset) -> Task:
