@@ -238,3 +238,24 @@ def test_mnist_m_pair_blends_digits_into_photo_crops():
     np.testing.assert_array_equal(domains.mnist_m_pair(ds, seed=0, num_test=4).train_b, pair.train_b)
     with pytest.raises(DataError, match="grey"):
         domains.mnist_m_pair(unit_dataset(channels=3))
+
+
+def test_two_domain_tfds_source_with_mock_data():
+    """tfds:cycle_gan/NAME loads the four splits as domains A and B, the way other tfds sets load."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    def splits(builder, split, **kwargs):  # the real sets hold 256x256 photographs; mock ones of 16x16
+        rng = np.random.default_rng(len(split))
+        return [{"image": rng.integers(0, 256, (16, 16, 3), np.uint8), "label": 0} for _ in range(4)]
+
+    with tfds.testing.mock_data(as_data_source_fn=splits):
+        pair = domains.load("tfds:cycle_gan/horse2zebra")
+    assert pair.shape_a == pair.shape_b and pair.shape_a[-1] == 3
+    assert len(pair.train_a) == len(pair.train_b) == 4 and len(pair.test_b) == len(pair.test_a)
+    assert 0.0 <= pair.train_a.min() and pair.train_a.max() <= 1.0
+
+
+def test_two_domain_sources_reject_unknown_names():
+    with pytest.raises(DataError, match="unknown two-domain source"):
+        domains.load("zebra:x")
+    with pytest.raises(DataError, match="two folders"):
+        domains.load("folders:onlyone")

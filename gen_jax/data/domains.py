@@ -21,7 +21,7 @@ from gen_jax.data import sources
 from gen_jax.data.sources import Dataset
 from gen_jax.errors import DataError
 
-SOURCES = ("style:SOURCE", "mnist_m:SOURCE", "folders:DIR_A,DIR_B")
+SOURCES = ("style:SOURCE", "mnist_m:SOURCE", "folders:DIR_A,DIR_B", "tfds:cycle_gan/NAME")
 PAIRED_SOURCES = ("superres:SOURCE",)
 
 
@@ -146,10 +146,20 @@ def _from_folders(dirs: str) -> TwoDomains:
                       a.test_images, test_b, a.test_labels)
 
 
+def _from_tfds(name: str) -> TwoDomains:
+    """A tfds translation set with splits trainA, trainB, testA, testB (the cycle_gan sets, e.g.
+    cycle_gan/horse2zebra), prepared in array_record format. Test splits are unpaired, as in `_from_folders`."""
+    (train_a, labels_a), (train_b, labels_b), (test_a, test_labels), (test_b, _) = (
+        sources.tfds_split(name, split) for split in ("trainA", "trainB", "testA", "testB"))
+    return TwoDomains(f"tfds:{name}", train_a, labels_a, train_b, labels_b, test_a,
+                      test_b[np.arange(len(test_a)) % len(test_b)], test_labels)
+
+
 def load(source: str, *, seed: int = 0) -> TwoDomains:
     """Two domains named by a source string: 'style:SOURCE' (`style_pair` of a one-domain source, e.g.
-    style:digits), 'mnist_m:SOURCE' (`mnist_m_pair`, e.g. mnist_m:idx:../shared/data/mnist) or
-    'folders:DIR_A,DIR_B'."""
+    style:digits), 'mnist_m:SOURCE' (`mnist_m_pair`, e.g. mnist_m:idx:../shared/data/mnist),
+    'folders:DIR_A,DIR_B', or 'tfds:NAME' (a set with trainA/trainB/testA/testB splits, e.g.
+    tfds:cycle_gan/horse2zebra)."""
     kind, _, arg = source.partition(":")
     if kind == "style" and arg:
         return style_pair(sources.load(arg), seed=seed)
@@ -157,6 +167,8 @@ def load(source: str, *, seed: int = 0) -> TwoDomains:
         return mnist_m_pair(sources.load(arg), seed=seed)
     if kind == "folders" and arg:
         return _from_folders(arg)
+    if kind == "tfds" and arg:
+        return _from_tfds(arg)
     raise DataError(f"unknown two-domain source {source!r}: use {', '.join(SOURCES)}")
 
 

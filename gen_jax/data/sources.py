@@ -202,21 +202,26 @@ def _load_folder(directory: str) -> Dataset:
                          (all_images[test], all_labels[test]), num_classes=len(classes))
 
 
-def _load_tfds(name: str, data_dir: str | None) -> Dataset:
+def tfds_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images float32 NHWC in [0, 1], int labels, 0 where the set has none) of one split of a tfds data set
+    prepared in array_record format, decoded once."""
     import tensorflow_datasets as tfds  # imported here: heavy, and only tfds sources need it
-    splits = []
-    for split in ("train", "test"):
-        try:
-            source = tfds.data_source(name, split=split, data_dir=data_dir)
-        except Exception as e:  # tfds raises many types for "not found / not prepared"
-            raise DataError(
-                f"tfds data set {name!r} (split {split}) is not available: {type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''} -- prepare it with "
-                f"`tfds build {name} --file_format=array_record` on a machine with internet") from None
-        examples = [source[i] for i in range(len(source))]  # decoded once, at load time
-        images = np.stack([np.asarray(ex["image"]) for ex in examples])
-        labels = np.asarray([int(ex.get("label", 0)) for ex in examples])
-        if images.ndim == 3:
-            images = images[..., None]
-        splits.append((images / np.float32(255), labels))
-    return _make_dataset(f"tfds:{name}", *splits)
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir)
+    except Exception as e:  # tfds raises many types for "not found / not prepared"
+        raise DataError(
+            f"tfds data set {name!r} (split {split}) is not available: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''} -- prepare it with "
+            f"`tfds build {name} --file_format=array_record` on a machine with internet") from None
+    examples = [source[i] for i in range(len(source))]
+    sizes = sorted({np.shape(ex["image"]) for ex in examples})
+    if len(sizes) > 1:
+        raise DataError(f"tfds data set {name!r} (split {split}) has images of several sizes {sizes[:4]}: "
+                        f"resize them to one size")
+    images = np.stack([np.asarray(ex["image"]) for ex in examples])
+    labels = np.asarray([int(ex.get("label", 0)) for ex in examples])
+    return (images[..., None] if images.ndim == 3 else images) / np.float32(255), labels
+
+
+def _load_tfds(name: str, data_dir: str | None) -> Dataset:
+    return _make_dataset(f"tfds:{name}", *(tfds_split(name, split, data_dir) for split in ("train", "test")))
