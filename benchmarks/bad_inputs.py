@@ -536,14 +536,17 @@ def run_case(case: Case, fixtures: str) -> dict:
             time.sleep(case.signal_after_s)
             proc.send_signal(signal.SIGINT)
         try:
-            _, stderr = proc.communicate(timeout=TIMEOUT_S)
+            stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, stderr = proc.communicate()
+            stdout, stderr = proc.communicate()
             code = None
         seconds = time.perf_counter() - start
-        return {"case": case, **judge(case, code, stderr), "seconds": seconds, "code": code}
+        verdict = judge(case, code, stderr)
+        if not verdict["message"] and stdout.strip():  # an accepted input: what it printed last
+            verdict["message"] = stdout.strip().splitlines()[-1]
+        return {"case": case, **verdict, "seconds": seconds, "code": code}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
