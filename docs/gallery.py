@@ -3,6 +3,7 @@ its config trained on the bundled digits through the one train loop (`train.py` 
 
     python docs/gallery.py                    # every config in GALLERY, its default steps (a few minutes each)
     python docs/gallery.py --steps=300 --only=vae,gan
+    python docs/gallery.py --data=idx:../shared/data/mnist --only=vae,gan   # writes NAME_mnist.png
 
 The README's gallery section shows these files with this command; rerun it after changing a default config.
 """
@@ -45,12 +46,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery"))
     parser.add_argument("--steps", type=int, default=0, help="training steps (0: each config's default)")
     parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(GALLERY))
+    parser.add_argument("--data", default="", help="another data source (e.g. idx:../shared/data/mnist); the "
+                                                   "pictures are then NAME_mnist.png (the source's last word)")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(GALLERY)
     os.makedirs(args.out, exist_ok=True)
     for name in names:
         config_file, picture, caption = GALLERY[name]
-        overrides = {"train.progress": False}
+        overrides = {"train.progress": False, **({"data.source": args.data} if args.data else {})}
         if args.steps:
             overrides.update({"train.steps": args.steps, "train.sample_every": args.steps,
                               "train.checkpoint_every": args.steps})
@@ -58,7 +61,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as workdir:
             start = time.perf_counter()
             train(config, workdir)
-            out = os.path.join(args.out, f"{name}.png")
+            suffix = f"_{os.path.basename(args.data.rstrip('/')).split(':')[-1]}" if args.data else ""
+            out = os.path.join(args.out, f"{name}{suffix}.png")
             shutil.copyfile(final_picture(workdir, picture), out)
         print(f"{out}: {caption}, configs/{config_file}, {config.train.steps} steps, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
