@@ -1,8 +1,10 @@
 """TensorBoard events: a short run's scalars, sample grids and config, read back with tensorboard's reader."""
 import json
 import os
+import sys
 
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from gen_jax.training import tensorboard
@@ -48,3 +50,14 @@ def test_resumed_run_keeps_one_value_per_step(tmp_path):
     train(small_config(), str(tmp_path))  # resumes at 20, runs to 30
     events = read_events(str(tmp_path / tensorboard.SUBDIR))
     assert [e.step for e in events.Scalars("loss")] == [10, 20, 30]
+
+
+def test_without_tensorboardx_the_run_only_warns(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
+    with pytest.warns(UserWarning, match="pip install tensorboardX"):
+        writer = tensorboard.Writer(str(tmp_path))
+    writer.config(small_config())
+    writer.scalars(1, {"loss": 1.0})
+    writer.pictures(1, {"samples": np.zeros((4, 8, 8, 1))})
+    writer.close()
+    assert not (tmp_path / tensorboard.SUBDIR).exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -39,28 +40,42 @@ class Writer:
     """
 
     def __init__(self, workdir: str, *, start_step: int = 0, flush_secs: int = 10):
-        from tensorboardX import SummaryWriter  # imported here: only runs that write events load it
         self.logdir = os.path.join(workdir, SUBDIR)
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:  # a base dependency; an environment installed before it was added trains on
+            warnings.warn("tensorboardX is not installed, so this run writes no TensorBoard events: "
+                          "pip install tensorboardX", stacklevel=2)
+            self._writer = None
+            return
         self._writer = SummaryWriter(self.logdir, purge_step=start_step + 1 if start_step else None,
                                      flush_secs=flush_secs)
 
     def config(self, config, step: int = 0) -> None:
         """The resolved config as a text summary (JSON shown as a code block)."""
+        if self._writer is None:
+            return
         text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else str(config)
         self._writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), step)
 
     def scalars(self, step: int, row: dict) -> None:
         """Every finite number of a metrics row (the same dict metrics.jsonl gets) as a scalar at `step`."""
+        if self._writer is None:
+            return
         for name, value in _numbers(row).items():
             self._writer.add_scalar(name, value, step)
 
     def pictures(self, step: int, pictures: dict) -> None:
         """Each {name: images [N, H, W, C] in [0, 1]} as one grid image tagged `samples/name`."""
+        if self._writer is None:
+            return
         for name, pics in pictures.items():
             self._writer.add_image(f"samples/{name}", upscaled_grid(np.asarray(pics)), step, dataformats="HWC")
 
     def flush(self) -> None:
-        self._writer.flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
