@@ -5,7 +5,7 @@
     python -m gen_jax.evaluate --workdir=RUN --extractor=inception --inception_weights=inception_fid.npz
 
 `--extractor=inception` scores in the FID InceptionV3's space instead (numbers comparable with papers); its
-weights come from pytorch-fid's file, converted once: python -m gen_jax.evaluation.inception --help.
+weights come from pytorch-fid's file, converted once: python -m gen_jax.inception_weights --help.
 
 Writes the record under 'sample_metrics' in RUN/eval.json (or next to the samples). The work is
 `evaluation.sample_quality`; runs open through `training.runs.restore_run`. Bad input is one `error:` line.
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--extractor", default="classifier", choices=("classifier", "inception"),
                         help="feature space: the domain classifier (--classifier) or the FID InceptionV3")
     parser.add_argument("--inception_weights", default="", help="with --extractor=inception: the .npz from "
-                        f"python -m gen_jax.evaluation.inception (default: ${inception.WEIGHTS_ENV_VAR})")
+                        f"python -m gen_jax.inception_weights (default: ${inception.WEIGHTS_ENV_VAR})")
     parser.add_argument("--num", type=int, default=0, help="samples drawn with --workdir (0: as many as test images)")
     parser.add_argument("--checkpoint", default="latest", choices=("latest", "best"))
     parser.add_argument("--split", default="test", choices=("train", "test"), help="reference split")

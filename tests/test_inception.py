@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from gen_jax import evaluate
+from gen_jax import evaluate, inception_weights
 from gen_jax.evaluation import inception
 from gen_jax.errors import UserError
 
@@ -105,7 +105,7 @@ def test_missing_weights_say_what_to_provide(tmp_path, monkeypatch):
         inception.load_params(missing)
     assert isinstance(error.value, inception.MissingWeightsError)
     for needed in (missing, inception.WEIGHTS_ENV_VAR, "pt_inception-2015-12-05-6726825d.pth",
-                   "python -m gen_jax.evaluation.inception --torch_weights=", "--inception_weights="):
+                   "python -m gen_jax.inception_weights --torch_weights=", "--inception_weights="):
         assert needed in str(error.value)
     monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, missing)
     with pytest.raises(inception.MissingWeightsError, match="nowhere.npz"):  # the path comes from the env var
@@ -160,7 +160,7 @@ def test_convert_command_writes_what_load_params_reads(tmp_path, variables, caps
     else:  # the same torch names in an .npz: the converter needs no torch then
         np.savez(source, **state)
     out = str(tmp_path / "converted" / "inception_fid.npz")
-    assert inception.main([f"--torch_weights={source}", f"--out={out}"]) == 0
+    assert inception_weights.main([f"--torch_weights={source}", f"--out={out}"]) == 0
     assert "--extractor=inception" in capsys.readouterr().out
     loaded = traverse_util.flatten_dict(inception.load_params(out))
     for key, value in traverse_util.flatten_dict(variables).items():
@@ -168,7 +168,7 @@ def test_convert_command_writes_what_load_params_reads(tmp_path, variables, caps
 
 
 def test_convert_command_missing_file_is_one_error_line(tmp_path, capsys):
-    assert inception.main([f"--torch_weights={tmp_path / 'nowhere.pth'}", f"--out={tmp_path / 'x.npz'}"]) == 2
+    assert inception_weights.main([f"--torch_weights={tmp_path / 'nowhere.pth'}", f"--out={tmp_path / 'x.npz'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "nowhere.pth" in err[0]
 
@@ -192,7 +192,7 @@ def test_evaluate_with_inception_end_to_end(tmp_path, variables, samples_file, c
     """Synthetic torch weights -> converter -> evaluate --extractor=inception on a few 8x8 images."""
     source, weights = str(tmp_path / "weights.npz"), str(tmp_path / "inception_fid.npz")
     np.savez(source, **_torch_state_dict(variables))
-    assert inception.main([f"--torch_weights={source}", f"--out={weights}"]) == 0
+    assert inception_weights.main([f"--torch_weights={source}", f"--out={weights}"]) == 0
     out = str(tmp_path / "eval.json")
     assert evaluate.main([f"--samples={samples_file}", "--data=digits", "--num_reference=20", "--extractor=inception",
                           f"--inception_weights={weights}", f"--out={out}"]) == 0

@@ -5,7 +5,7 @@ https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_incepti
 and convert them once (reading a .pth needs torch: `pip install torch --index-url
 https://download.pytorch.org/whl/cpu`):
 
-    python -m gen_jax.evaluation.inception --torch_weights=pt_inception-2015-12-05-6726825d.pth \
+    python -m gen_jax.inception_weights --torch_weights=pt_inception-2015-12-05-6726825d.pth \
         --out=inception_fid.npz
 
 The .npz holds the variables keyed by '/'-joined paths ('params/Mixed_5b/branch1x1/conv/kernel',
@@ -18,11 +18,9 @@ The .npz holds the variables keyed by '/'-joined paths ('params/Mixed_5b/branch1
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import os
-import sys
 
 import flax.linen as nn
 import jax
@@ -246,7 +244,7 @@ def save_params(path: str, variables: dict) -> None:
 def _missing_weights_message(path: str | None) -> str:
     where = f"{path!r} does not exist" if path else f"no path was given and ${WEIGHTS_ENV_VAR} is not set"
     return (f"FID Inception weights not found: {where}. Download pytorch-fid's {TORCH_WEIGHTS_FILE}, convert it "
-            f"once with `python -m gen_jax.evaluation.inception --torch_weights={TORCH_WEIGHTS_FILE} "
+            f"once with `python -m gen_jax.inception_weights --torch_weights={TORCH_WEIGHTS_FILE} "
             f"--out=inception_fid.npz`, then pass --inception_weights=inception_fid.npz or set ${WEIGHTS_ENV_VAR}.")
 
 
@@ -413,25 +411,3 @@ def score(images, dataset, *, weights: str | None = None, split: str = "test", n
             "num_samples": len(images),
             "reference": {"data": dataset.name, "split": split, "num_images": reference.num_images},
             "metrics": sample_quality.describe(results), "seed": seed}
-
-
-def main(argv=None) -> int:
-    """`python -m gen_jax.evaluation.inception --torch_weights=FILE.pth --out=FILE.npz`."""
-    parser = argparse.ArgumentParser(prog="python -m gen_jax.evaluation.inception",
-                                     description="Convert pytorch-fid's InceptionV3 weights for gen_jax.")
-    parser.add_argument("--torch_weights", required=True, help=f"pytorch-fid's {TORCH_WEIGHTS_FILE} (or an .npz "
-                                                                "keyed by its torch names)")
-    parser.add_argument("--out", default="inception_fid.npz", help="the .npz to write")
-    args = parser.parse_args(argv)
-    try:
-        out = convert(args.torch_weights, args.out)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{out}: {len(variable_shapes())} arrays. Score with: python -m gen_jax.evaluate --workdir=RUN "
-          f"--extractor=inception --inception_weights={out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
