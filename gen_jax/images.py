@@ -22,11 +22,17 @@ def grid(images: np.ndarray, *, ncols: int = 8, pad: int = 1) -> np.ndarray:
     return (out * 255 + 0.5).astype(np.uint8)
 
 
-def save_grid(path: str, images: np.ndarray, *, ncols: int = 8, min_cell: int = 56) -> str:
-    """Writes `grid(images)` as a PNG, upscaled (nearest) so small images such as 8x8 digits stay visible."""
+def enlarged_grid(images: np.ndarray, *, ncols: int = 8, min_cell: int = 56) -> np.ndarray:
+    """`grid(images)` enlarged by nearest neighbour until each cell is at least `min_cell` pixels high, so small
+    images such as 8x8 digits stay visible."""
     picture = grid(images, ncols=ncols)
-    scale = max(1, -(-min_cell // images.shape[1]))
-    picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
+    scale = max(1, -(-min_cell // np.shape(images)[1]))
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def save_grid(path: str, images: np.ndarray, *, ncols: int = 8, min_cell: int = 56) -> str:
+    """Writes `enlarged_grid(images)` as a PNG."""
+    picture = enlarged_grid(images, ncols=ncols, min_cell=min_cell)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
     return path

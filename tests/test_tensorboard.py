@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from gen_jax import images
 from gen_jax.training import tensorboard
 from gen_jax.training.loop import train
 from tests.test_loop import small_config
@@ -39,7 +40,7 @@ def test_run_writes_scalars_images_and_config(tmp_path):
     assert {"samples/samples", "samples/reconstructions"} <= set(events.Tags()["images"])
     image = events.Images("samples/samples")[-1]
     assert image.step == 30
-    assert (image.height, image.width) == tensorboard.upscaled_grid(np.zeros((64, 8, 8, 1))).shape[:2]
+    assert (image.height, image.width) == images.enlarged_grid(np.zeros((64, 8, 8, 1)), min_cell=32).shape[:2]
 
     text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert json.loads("\n".join(line[4:] for line in text.splitlines()))["model"]["latent_dim"] == 4

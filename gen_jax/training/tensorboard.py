@@ -23,13 +23,6 @@ def _numbers(row: dict) -> dict[str, float]:
             if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def upscaled_grid(pictures: np.ndarray, *, min_cell: int = 32) -> np.ndarray:
-    """`images.grid(pictures)` (uint8 [h, w, c]) enlarged by nearest neighbour so 8x8 digits stay visible."""
-    picture = images.grid(np.asarray(pictures))
-    scale = max(1, -(-min_cell // pictures.shape[1]))
-    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
-
-
 class Writer:
     """One run's event writer. A resumed run (`start_step` > 0) drops events a killed run wrote after that step.
 
@@ -70,7 +63,7 @@ class Writer:
         if self._writer is None:
             return
         for name, pics in pictures.items():
-            self._writer.add_image(f"samples/{name}", upscaled_grid(np.asarray(pics)), step, dataformats="HWC")
+            self._writer.add_image(f"samples/{name}", images.enlarged_grid(np.asarray(pics), min_cell=32), step, dataformats="HWC")
 
     def flush(self) -> None:
         if self._writer is not None:
