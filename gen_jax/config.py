@@ -159,6 +159,15 @@ _NON_NEGATIVE = ("pix2pix.l1_weight", "pix2pix.adversarial_weight", "cyclegan.cy
 _UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
 
 
+def _translation_optimizers() -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+    """CycleGAN's and pix2pix's Adam 2e-4 (b1 0.5) for the generators and the discriminators, held for the first
+    half of training and decayed linearly to 0 over the second."""
+    sections = (optimizer_config(2e-4, b1=0.5), optimizer_config(2e-4, b1=0.5))
+    for section in sections:
+        section.schedule = "linear_second_half"
+    return sections
+
+
 def cyclegan_config() -> ml_collections.ConfigDict:
     """Unpaired image-to-image translation (CycleGAN, Zhu et al. 2017) between two domains.
 
@@ -176,10 +185,7 @@ def cyclegan_config() -> ml_collections.ConfigDict:
                                                       upsample="transpose", dropout=0.0))
     config.discriminator = ml_collections.ConfigDict(dict(name="patch_discriminator", channels=16, num_layers=1))
     config.cyclegan = ml_collections.ConfigDict(dict(cycle_weight=10.0, identity_weight=0.5, pool_size=50))
-    config.optim_g = optimizer_config(2e-4, b1=0.5)
-    config.optim_g.schedule = "linear_second_half"
-    config.optim_d = optimizer_config(2e-4, b1=0.5)
-    config.optim_d.schedule = "linear_second_half"
+    config.optim_g, config.optim_d = _translation_optimizers()
     config.lock()
     return config
 
@@ -200,10 +206,7 @@ def pix2pix_config() -> ml_collections.ConfigDict:
     config.generator = ml_collections.ConfigDict(dict(name="unet_generator", channels=32, dropout=0.0))
     config.discriminator = ml_collections.ConfigDict(dict(name="patch_discriminator", channels=32, num_layers=1))
     config.pix2pix = ml_collections.ConfigDict(dict(l1_weight=100.0, adversarial_weight=1.0))
-    config.optim_g = optimizer_config(2e-4, b1=0.5)
-    config.optim_g.schedule = "linear_second_half"
-    config.optim_d = optimizer_config(2e-4, b1=0.5)
-    config.optim_d.schedule = "linear_second_half"
+    config.optim_g, config.optim_d = _translation_optimizers()
     config.lock()
     return config
 
