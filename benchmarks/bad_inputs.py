@@ -461,6 +461,7 @@ def cases() -> list[Case]:
     evaluate = lambda name, args, expect="error", pattern="", setup=vae_run: c.append(
         Case(f"evaluate {name}", "evaluate", args, expect, pattern, setup))
     evaluate("--num=-1", [*run, clf, "--num=-1"], pattern="--num must be positive")
+    evaluate("--num=0", [*run, clf, "--num=0"], pattern="--num must be positive")
     evaluate("without --workdir or --samples", [clf], pattern="pass either")
     evaluate("with both --workdir and --samples", [*run, "--samples={tmp}/s.npz"], pattern="pass either")
     evaluate("--samples without --data", ["--samples={tmp}/s.npz", clf], pattern="needs --data")

@@ -42,9 +42,7 @@ def _score_run(args) -> tuple[dict, str]:
     if not classifier_dir and args.extractor == "classifier":
         raise UserError("no classifier: pass --classifier=DIR (train one with python -m gen_jax.classifier "
                         f"--data={run.config.data.source} --workdir=DIR)")
-    if args.num < 0:
-        raise UserError(f"--num must be positive (or 0: as many as test images), got {args.num}")
-    num = args.num or len(run.dataset.test_images)
+    num = len(run.dataset.test_images) if args.num is None else args.num
     images, labels = run.task.sample(run.state, jax.random.fold_in(jax.random.key(args.seed), 1), num)
     record = _score(args, data.quantize(images), labels, run.dataset, classifier_dir,
                     f"{os.path.abspath(args.workdir)} ({args.checkpoint} checkpoint, step {run.step})")
@@ -84,7 +82,8 @@ def main(argv=None) -> int:
                         help="feature space: the domain classifier (--classifier) or the FID InceptionV3")
     parser.add_argument("--inception_weights", default="", help="with --extractor=inception: the .npz from "
                         f"python -m gen_jax.inception_weights (default: ${inception.WEIGHTS_ENV_VAR})")
-    parser.add_argument("--num", type=int, default=0, help="samples drawn with --workdir (0: as many as test images)")
+    parser.add_argument("--num", type=int, default=None, help="samples drawn with --workdir (default: as many as "
+                                                              "test images)")
     parser.add_argument("--checkpoint", default="latest", choices=("latest", "best"))
     parser.add_argument("--split", default="test", choices=("train", "test"), help="reference split")
     parser.add_argument("--num_reference", type=int, default=0, help="first N reference images (0: all)")
@@ -95,8 +94,8 @@ def main(argv=None) -> int:
                                                   "next to the samples); other keys in it are kept")
     args = parser.parse_args(argv)
     try:
-        if args.num < 0:
-            raise UserError(f"--num must be positive (or 0: as many as test images), got {args.num}")
+        if args.num is not None and args.num <= 0:
+            raise UserError(f"--num must be positive (leave it out for as many as test images), got {args.num}")
         if args.out and os.path.isdir(args.out):
             raise UserError(f"--out {args.out} is a folder: pass a .json file path")
         if bool(args.workdir) == bool(args.samples):

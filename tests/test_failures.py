@@ -395,11 +395,12 @@ def test_sample_out_is_checked_before_the_run_opens(tmp_path, capsys):
         assert pattern in capsys.readouterr().err
 
 
-def test_evaluate_negative_num_and_applications_missing_workdir(tmp_path, capsys):
+def test_evaluate_num_not_positive_and_applications_missing_workdir(tmp_path, capsys):
     from gen_jax import evaluate
     from gen_jax.applications import __main__ as applications
-    assert evaluate.main([f"--workdir={tmp_path}", "--num=-1"]) == 2
-    assert "--num must be positive" in capsys.readouterr().err
+    for num in ("-1", "0"):
+        assert evaluate.main([f"--workdir={tmp_path}", f"--num={num}"]) == 2
+        assert "--num must be positive" in capsys.readouterr().err
     assert applications.main(["reduce", f"--workdir={tmp_path / 'nope'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
