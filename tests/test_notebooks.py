@@ -19,6 +19,7 @@ SMALL = {  # notebook -> the parameters the test runs it with
     "gans.ipynb": {"STEPS": 60, "DCGAN_STEPS": 10, "SNAPSHOTS": 2},
     "evaluation.ipynb": {"STEPS": 100, "CLASSIFIER_EPOCHS": 4.0, "NUM_SAMPLES": 300},
     "pure_functions.ipynb": {"STEPS": 60},
+    "translation.ipynb": {"STEPS": 600, "SR_STEPS": 400},
 }
 
 
