@@ -31,6 +31,8 @@ GALLERY = {
     "dcgan": ("dcgan.py", "samples", "DCGAN samples"),
     "cgan": ("cgan.py", "class_samples", "conditional GAN: row c is digit c"),
     "wgan_gp": ("wgan_gp.py", "samples", "WGAN-GP samples"),
+    "cyclegan": ("cyclegan.py", "a2b", "CycleGAN: digits, their translations, the translations carried back"),
+    "superres": ("superres.py", "translations", "super-resolution: input, bicubic, output, target"),
 }
 
 
