@@ -665,7 +665,8 @@ def train_gan(kind, x_m11, labels=None, *, steps, batch_size=64, seed=0, latent_
 def main(argv=None):
     """Trains the seed VAE on MNIST and prints held-out neg-ELBO (nats) and training images/s."""
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--data_dir", default="/work/shared/data/mnist")
+    p.add_argument("--data_dir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "shared", "data", "mnist"), help="MNIST IDX files (default ../shared/data/mnist)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
