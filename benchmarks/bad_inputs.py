@@ -15,7 +15,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import gzip
-import json
 import os
 import re
 import shutil
