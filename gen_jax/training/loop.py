@@ -49,16 +49,18 @@ def device_steps(train_step, carry, train_data, indices, first_step, *, key):
     applied).
     """
 
-    def one_step(carry, idx, step):
-        batch = {name: array[idx[stream]] for stream, arrays in train_data.items() for name, array in arrays.items()}
+    def one_step(carry, batch, step):
         return train_step(carry, batch, jax.random.fold_in(key, step), step)
 
+    # All k batches are gathered before the scan: resident data read inside the loop body would be copied
+    # into XLA's while loop on every call (a read-only argument cannot be aliased by the loop's buffers).
+    batches = {name: array[indices[stream]] for stream, arrays in train_data.items() for name, array in arrays.items()}
     num_steps = next(iter(indices.values())).shape[0]
     if num_steps == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
-        carry, metrics = one_step(carry, {s: i[0] for s, i in indices.items()}, first_step)
+        carry, metrics = one_step(carry, jax.tree.map(lambda b: b[0], batches), first_step)
         return carry, {k: v for k, v in metrics.items() if k != "_ok"}
     carry, metrics = lax.scan(lambda c, xs: one_step(c, *xs), carry,
-                              (indices, first_step + jnp.arange(num_steps)))
+                              (batches, first_step + jnp.arange(num_steps)))
     applied = metrics.pop("_ok")
     return carry, jax.tree.map(lambda m: _mean_of_applied(m, applied), metrics)
 
