@@ -29,6 +29,11 @@ def base_config() -> ml_collections.ConfigDict:
         binarize=False,       # dynamic binarisation (VAE likelihoods on MNIST)
         tfds_data_dir="",     # where prepared tfds data sets live ('' = tfds default)
         exclude_labels=(),    # classes left out of the training split (anomaly detection's held-out class)
+        pipeline="auto",      # resident (training set held on the devices) | stream (Grain, read from the host
+                              # each step) | auto (stream when the training set exceeds device_memory_budget_mb)
+        device_memory_budget_mb=2048,
+        stream_threads=8,     # stream: host threads reading and decoding records
+        stream_prefetch=4,    # stream: batches read ahead of the step
     ))
     config.train = ml_collections.ConfigDict(dict(
         steps=3000,
@@ -41,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
         progress=True,        # show a progress bar
         on_nonfinite="stop",  # a NaN/inf loss or update: stop (naming the step) | skip (keep the old state, count it)
         allow_config_change=False,  # resume a workdir whose saved config differs in a setting that changes results
+        compile_cache="",     # a folder for JAX's persistent compilation cache ('' = off): later runs start faster
     ))
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=500,
@@ -299,6 +305,10 @@ def _plain(config) -> dict:
     return _tuples(json.loads(json.dumps(as_dict, default=str)))
 
 
+# How the data reaches the devices, not which data: a run may resume with another pipeline.
+RESULT_NEUTRAL_KEYS = ("data.pipeline", "data.device_memory_budget_mb", "data.stream_threads", "data.stream_prefetch")
+
+
 def result_changes(saved, current) -> list[str]:
     """Differences between a run's saved config and `current` in settings that change the result (every
     section but train and eval), as 'key: saved -> current' lines."""
@@ -312,7 +322,8 @@ def result_changes(saved, current) -> list[str]:
         return out
 
     old, new = flat(_plain(saved)), flat(_plain(current))
-    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] not in RESUMABLE_SECTIONS)
+    keys = sorted(k for k in set(old) | set(new)
+                  if k.split(".")[0] not in RESUMABLE_SECTIONS and k not in RESULT_NEUTRAL_KEYS)
     missing = "(unset)"
     return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}" for k in keys
             if old.get(k, missing) != new.get(k, missing)]
