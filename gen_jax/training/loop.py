@@ -165,6 +165,7 @@ def train(config, workdir: str) -> dict:
 
     Returns {"step": last step, "interrupted": signal number or None, "eval": final eval results}.
     """
+    started = time.perf_counter()
     config = config_lib.finalize(config)
     train_cfg = config.train
     runs.prepare_workdir(workdir, config)  # usable, and a resume keeps the saved config; writes nothing
@@ -199,7 +200,7 @@ def train(config, workdir: str) -> dict:
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
     state_r, health_r, train_data = replicate((state, steps.init_health(), task.train_data), devices, AXIS)
-    skipped_logged, metrics = 0, {}
+    skipped_logged, metrics, startup_seconds = 0, {}, None
     del state
 
     summary = {"interrupted": None}
@@ -217,8 +218,9 @@ def train(config, workdir: str) -> dict:
                 jax.block_until_ready(state_r)
             step += k
             bar.update(k)
-            if first_call:  # exclude compilation from the throughput
+            if first_call:  # exclude compilation from the throughput; report it once as the start-up time
                 timer_step, timer_start, first_call = step, time.perf_counter(), False
+                startup_seconds = timer_start - started
             if (step == train_cfg.steps or any(step % p == 0 for p in (train_cfg.log_every, train_cfg.sample_every,
                                                                         train_cfg.checkpoint_every))
                     or (train_cfg.eval_every and step % train_cfg.eval_every == 0)):  # host point: any NaN yet?
@@ -230,6 +232,8 @@ def train(config, workdir: str) -> dict:
                 now = time.perf_counter()
                 if step > timer_step:
                     values["images_per_sec"] = (step - timer_step) * config.data.batch_size / (now - timer_start)
+                if startup_seconds is not None:  # from train() to the first call done: loading, init, compiling
+                    values["startup_seconds"], startup_seconds = startup_seconds, None
                 timer_step, timer_start = step, now
                 _write_jsonl(metrics_path, {"step": step, **values})
                 board.scalars(step, values)
