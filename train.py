@@ -1,5 +1,8 @@
 """Command-line trainer: `python train.py --config=configs/vae.py --workdir=DIR [--config.section.key=value ...]`.
 
+Several processes (hosts, or one per GPU) train one model together with --coordinator=HOST:PORT
+--num_processes=N --process_id=I on each, or --distributed on a cluster JAX detects (docs/scaling.md).
+
 Kept short on purpose (as in the Flax examples): flags, `gen_jax.config.load`, then one call into
 `gen_jax.training.loop.train`. Bad input (a config file or key, a data source, a checkpoint) is one `error:` line.
 """
@@ -21,6 +24,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from gen_jax import config as config_lib  # noqa: E402
 from gen_jax.errors import UserError  # noqa: E402
+from gen_jax.training import distributed  # noqa: E402
 from gen_jax.training.loop import train  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
@@ -29,6 +33,11 @@ OVERRIDE_PREFIX = "--config."
 flags.DEFINE_string("config", DEFAULT_CONFIG, "Config file with get_config(); override its keys with "
                     "--config.section.key=value.")
 flags.DEFINE_string("workdir", "runs/default", "Where checkpoints, samples, metrics and eval.json go.")
+flags.DEFINE_string("coordinator", "", "Multi-process run: HOST:PORT of process 0, the same for every process.")
+flags.DEFINE_integer("num_processes", 0, "Multi-process run: how many processes (with --coordinator).")
+flags.DEFINE_integer("process_id", -1, "Multi-process run: this process's number, 0..num_processes-1.")
+flags.DEFINE_bool("distributed", False, "Multi-process run on a cluster JAX detects by itself (SLURM, Open MPI, "
+                  "Cloud TPU): no --coordinator needed.")
 
 
 def parse_flags(argv) -> tuple[list[str], list[str]]:
@@ -52,7 +61,10 @@ def main(parsed: tuple[list[str], list[str]]) -> int:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     workdir = flags.FLAGS.workdir
     try:
-        summary = train(config_lib.load(flags.FLAGS.config, overrides), workdir)
+        config = config_lib.load(flags.FLAGS.config, overrides)
+        distributed.initialize(coordinator=flags.FLAGS.coordinator, num_processes=flags.FLAGS.num_processes,
+                               process_id=flags.FLAGS.process_id, auto=flags.FLAGS.distributed)
+        summary = train(config, workdir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -63,7 +75,8 @@ def main(parsed: tuple[list[str], list[str]]) -> int:
         print(f"interrupted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints; "
               f"rerun the same command to resume", file=sys.stderr)
         return 128 + summary["interrupted"]
-    print(f"done: step {summary['step']}, eval {summary['eval']} -> {workdir}")
+    if distributed.is_primary():
+        print(f"done: step {summary['step']}, eval {summary['eval']} -> {workdir}")
     return 0
 
 

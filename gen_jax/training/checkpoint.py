@@ -16,6 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gen_jax.errors import CheckpointError
+from gen_jax.training import distributed
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -177,8 +178,11 @@ class Checkpointer:
                 corrupt.append((step, str(e)))
                 continue
             for bad, message in corrupt:  # one line each
-                moved = f"moved to {self._set_aside(bad)}; " if set_aside else ""
+                moved = f"moved to {self._set_aside(bad)}; " if set_aside and distributed.is_primary() else ""
                 report(f"warning: {message}; {moved}using step {step}, the newest good checkpoint")
+            if corrupt and set_aside:  # the other processes see the folders process 0 moved
+                distributed.barrier("corrupt_checkpoints_set_aside")
+                self._manager.reload()
             return state, step
         if steps:
             raise CheckpointError(f"every checkpoint in {self.directory} is corrupt: {corrupt[0][1]} (steps "

@@ -13,6 +13,7 @@ import jax
 from gen_jax import data
 from gen_jax.errors import ConfigError
 from gen_jax.evaluation import domain_classifier, sample_quality
+from gen_jax.training import distributed
 from gen_jax.training.checkpoint import Checkpointer
 
 
@@ -74,16 +75,20 @@ class BestCheckpoint:
             raise ConfigError(f"eval.best_metric {self.metric!r} is not an eval result; available: "
                               f"{', '.join(numeric)}")
         value = float(results[self.metric])
-        if not math.isfinite(value) or not self._better(value):
+        # process 0 decides for all (every process saves the checkpoint together)
+        if not distributed.primary_value(math.isfinite(value) and self._better(value)):
             return False
-        shutil.rmtree(self.directory, ignore_errors=True)  # one step only, even if a resume went back in steps
+        if distributed.is_primary():
+            shutil.rmtree(self.directory, ignore_errors=True)  # one step only, even if a resume went back
+        distributed.barrier("best_checkpoint_cleared")
         checkpointer = Checkpointer(self.directory, keep=1)
         checkpointer.save(step, state)
         checkpointer.close()
         self.value = value
-        with open(self.record_path, "w") as f:
-            json.dump({"step": step, "metric": self.metric, "mode": self.mode, "value": value,
-                       "results": results}, f, indent=2)
+        if distributed.is_primary():
+            with open(self.record_path, "w") as f:
+                json.dump({"step": step, "metric": self.metric, "mode": self.mode, "value": value,
+                           "results": results}, f, indent=2)
         return True
 
 

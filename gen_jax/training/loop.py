@@ -28,7 +28,7 @@ from gen_jax import config as config_lib
 from gen_jax import data, images
 from gen_jax.parallel import replicate, unreplicate
 from gen_jax.errors import UserError
-from gen_jax.training import hooks, runs, steps, tasks, tensorboard
+from gen_jax.training import distributed, hooks, runs, steps, tasks, tensorboard
 from gen_jax.training.checkpoint import Checkpointer
 
 AXIS = "batch"
@@ -40,22 +40,18 @@ def _mean_of_applied(values, applied):
     return jnp.where(jnp.all(applied), values.mean(axis=0), jnp.where(jnp.any(applied), kept, jnp.nan))
 
 
-def device_steps(train_step, carry, train_data, indices, first_step, *, key):
-    """Runs k consecutive steps on one device; batches are gathered from resident data.
+def device_steps(train_step, carry, batches, first_step, *, key):
+    """Runs k consecutive steps on one device.
 
-    train_step: a `steps.guard_nonfinite` step; carry: (state, health). train_data: `Task.train_data`, on this
-    device. indices: {stream: int32 [k, local_batch]}, the rows of this device's share of each global batch.
-    The key of step s is fold_in(key, s). Metrics are averaged over the k steps (over those whose update was
-    applied).
+    train_step: a `steps.guard_nonfinite` step; carry: (state, health). batches: {batch key: [k, local_batch,
+    ...]}, this device's share of k global batches. The key of step s is fold_in(key, s). Metrics are averaged
+    over the k steps (over those whose update was applied).
     """
 
     def one_step(carry, batch, step):
         return train_step(carry, batch, jax.random.fold_in(key, step), step)
 
-    # All k batches are gathered before the scan: resident data read inside the loop body would be copied
-    # into XLA's while loop on every call (a read-only argument cannot be aliased by the loop's buffers).
-    batches = {name: array[indices[stream]] for stream, arrays in train_data.items() for name, array in arrays.items()}
-    num_steps = next(iter(indices.values())).shape[0]
+    num_steps = next(iter(batches.values())).shape[0]
     if num_steps == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
         carry, metrics = one_step(carry, jax.tree.map(lambda b: b[0], batches), first_step)
         return carry, {k: v for k, v in metrics.items() if k != "_ok"}
@@ -65,11 +61,31 @@ def device_steps(train_step, carry, train_data, indices, first_step, *, key):
     return carry, jax.tree.map(lambda m: _mean_of_applied(m, applied), metrics)
 
 
+def resident_steps(train_step, carry, train_data, indices, first_step, *, key):
+    """`device_steps` on batches gathered from resident data: train_data is `Task.train_data` on this device,
+    indices {stream: int32 [k, local_batch]} the rows of this device's share of each global batch.
+
+    All k batches are gathered before the steps: resident data read inside the scan's body would be copied into
+    XLA's while loop on every call (a read-only argument cannot be aliased by the loop's buffers).
+    """
+    batches = {name: array[indices[stream]] for stream, arrays in train_data.items() for name, array in arrays.items()}
+    return device_steps(train_step, carry, batches, first_step, key=key)
+
+
+def _event_periods(train) -> list[int]:
+    """How often the host reads the devices: log, sample, checkpoint and (when set) eval periods, in steps."""
+    return [train.log_every, train.sample_every, train.checkpoint_every] + ([train.eval_every] * (train.eval_every > 0))
+
+
 def _next_chunk(step: int, train) -> int:
     """Steps to run in the next call: steps_per_call, cut short at the next log/sample/save/eval point."""
-    periods = [train.log_every, train.sample_every, train.checkpoint_every] + ([train.eval_every] * (train.eval_every > 0))
-    to_event = min(p - step % p for p in periods)
+    to_event = min(p - step % p for p in _event_periods(train))
     return min(train.steps_per_call, to_event, train.steps - step)
+
+
+def _is_host_point(step: int, train) -> bool:
+    """Whether the host reads device values after `step`: an event step, or the last."""
+    return step == train.steps or any(step % p == 0 for p in _event_periods(train))
 
 
 class _StopOnSignal:
@@ -147,12 +163,15 @@ def _write_pictures(task, state, dataset, key, workdir: str, step: int, board=No
         board.pictures(step, pictures)
 
 
-def _evaluate(task, state, dataset, key, workdir: str, step: int, scorer=None, best=None, board=None) -> dict:
+def _evaluate(task, state, dataset, key, workdir: str, step: int, scorer=None, best=None, board=None,
+              write: bool = True) -> dict:
+    """Evaluates on every process (the best checkpoint is saved by all of them); only `write` ones write rows."""
     results = task.evaluate(state, dataset, key)
     if scorer is not None:  # sample quality in a classifier's space (eval.classifier_dir)
         results = {**results, **scorer(state, key)}
     row = {f"eval/{k}": v for k, v in results.items()}
-    _write_jsonl(os.path.join(workdir, "metrics.jsonl"), {"step": step, **row})
+    if write:
+        _write_jsonl(os.path.join(workdir, "metrics.jsonl"), {"step": step, **row})
     if board is not None:
         board.scalars(step, row)
     if best is not None:  # keep the best checkpoint by eval.best_metric
@@ -160,17 +179,43 @@ def _evaluate(task, state, dataset, key, workdir: str, step: int, scorer=None, b
     return results
 
 
+def enable_compile_cache(directory: str) -> None:
+    """JAX's persistent compilation cache in `directory`: a later run of the same model skips compiling."""
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _local_indices(config, step: int, num_steps: int, stream_sizes: dict, local_batch: int) -> dict:
+    """This process's rows of the next global batches: {stream: int32 [local devices, num_steps, local_batch]}.
+
+    Each global batch is split over all devices of all processes in order; process p feeds devices
+    p * local_count ... (p + 1) * local_count - 1 of the pmapped axis.
+    """
+    local = jax.local_device_count()
+    first = jax.process_index() * local
+    return {name: data.batch_indices(config.seed, step, num_steps, num_examples=n, batch_size=config.data.batch_size,
+                                     stream=i).reshape(num_steps, jax.device_count(), local_batch)
+            [:, first:first + local].transpose(1, 0, 2)
+            for i, (name, n) in enumerate(stream_sizes.items())}
+
+
 def train(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns a summary.
 
+    In a multi-process run (`distributed.initialize` first) every process calls this with the same config and
+    workdir: each feeds its own devices, all save checkpoints together, and process 0 writes the other files.
     Returns {"step": last step, "interrupted": signal number or None, "eval": final eval results}.
     """
     started = time.perf_counter()
     config = config_lib.finalize(config)
     train_cfg = config.train
+    if train_cfg.compile_cache:
+        enable_compile_cache(train_cfg.compile_cache)
     runs.prepare_workdir(workdir, config)  # usable, and a resume keeps the saved config; writes nothing
+    primary, multi_process = distributed.is_primary(), jax.process_count() > 1
     devices = jax.local_devices()
-    num_devices = len(devices)
+    num_devices = jax.device_count()  # of all processes: the global batch is split over every one
     dataset = tasks.load_data(config)
     task = tasks.build(config, dataset)
     runs.state_shapes(task, config, dataset)  # a model that cannot be built is a ConfigError, before compiling
@@ -183,18 +228,20 @@ def train(config, workdir: str) -> dict:
     init_key, train_key, picture_key, eval_key = (jax.random.fold_in(root, i) for i in range(4))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
     state = jax.jit(task.init_state)(init_key)
-    restored, step = checkpointer.restore_newest_good(state, report=lambda line: print(line, file=sys.stderr),
-                                                      set_aside=True)  # corrupt steps: reported, moved aside
-    state, step = (state, 0) if restored is None else (restored, step)
-    runs.drop_metrics_after(os.path.join(workdir, "metrics.jsonl"), step)  # no duplicate steps after a resume
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    report = (lambda line: print(line, file=sys.stderr)) if primary else (lambda line: None)
+    restored, step = checkpointer.restore_newest_good(state, report=report, set_aside=True)  # corrupt steps:
+    state, step = (state, 0) if restored is None else (restored, step)                        # reported, moved aside
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    board = tensorboard.Writer(workdir, start_step=step)  # workdir/tensorboard/: tensorboard --logdir=workdir
-    board.config(config, step)
+    board = None
+    if primary:
+        runs.drop_metrics_after(metrics_path, step)  # no duplicate steps after a resume
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        board = tensorboard.Writer(workdir, start_step=step)  # workdir/tensorboard/: tensorboard --logdir=workdir
+        board.config(config, step)
 
     guarded_step = steps.guard_nonfinite(task.train_step, mode=train_cfg.on_nonfinite)
-    parallel_steps = jax.pmap(functools.partial(device_steps, guarded_step, key=train_key),
+    parallel_steps = jax.pmap(functools.partial(resident_steps, guarded_step, key=train_key),
                               axis_name=AXIS, donate_argnums=(0,))
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
@@ -204,16 +251,14 @@ def train(config, workdir: str) -> dict:
     del state
 
     summary = {"interrupted": None}
-    with _StopOnSignal() as stop, tqdm(total=train_cfg.steps, initial=step, disable=not train_cfg.progress,
-                                       dynamic_ncols=True, desc=config.task) as bar:
-        timer_step, timer_start, first_call = step, time.perf_counter(), True
-        while step < train_cfg.steps and stop.signum is None:
+    with _StopOnSignal() as stop, tqdm(total=train_cfg.steps, initial=step, dynamic_ncols=True, desc=config.task,
+                                       disable=not (train_cfg.progress and primary)) as bar:
+        timer_step, timer_start, first_call, stopping = step, time.perf_counter(), True, False
+        while step < train_cfg.steps and not stopping:
             k = _next_chunk(step, train_cfg)
-            idx = {name: data.batch_indices(config.seed, step, k, num_examples=n, batch_size=config.data.batch_size,
-                                            stream=i).reshape(k, num_devices, local_batch).transpose(1, 0, 2)
-                   for i, (name, n) in enumerate(stream_sizes.items())}
+            idx = _local_indices(config, step, k, stream_sizes, local_batch)
             (state_r, health_r), metrics = parallel_steps((state_r, health_r), train_data, idx,
-                                                          np.full((num_devices,), step, np.int32))
+                                                          np.full((len(devices),), step, np.int32))
             if wait_each_call or first_call:
                 jax.block_until_ready(state_r)
             step += k
@@ -221,9 +266,8 @@ def train(config, workdir: str) -> dict:
             if first_call:  # exclude compilation from the throughput; report it once as the start-up time
                 timer_step, timer_start, first_call = step, time.perf_counter(), False
                 startup_seconds = timer_start - started
-            if (step == train_cfg.steps or any(step % p == 0 for p in (train_cfg.log_every, train_cfg.sample_every,
-                                                                        train_cfg.checkpoint_every))
-                    or (train_cfg.eval_every and step % train_cfg.eval_every == 0)):  # host point: any NaN yet?
+            host_point = _is_host_point(step, train_cfg)
+            if host_point:  # any NaN yet?
                 skipped = _check_health(health_r, metrics, train_cfg, checkpointer)
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 values = _host_metrics(metrics, step, skip_nonfinite=train_cfg.on_nonfinite == "skip")
@@ -235,31 +279,37 @@ def train(config, workdir: str) -> dict:
                 if startup_seconds is not None:  # from train() to the first call done: loading, init, compiling
                     values["startup_seconds"], startup_seconds = startup_seconds, None
                 timer_step, timer_start = step, now
-                _write_jsonl(metrics_path, {"step": step, **values})
-                board.scalars(step, values)
+                if primary:
+                    _write_jsonl(metrics_path, {"step": step, **values})
+                    board.scalars(step, values)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "images_per_sec")
                                  or k.endswith("_loss")}, refresh=False)
-            if step % train_cfg.sample_every == 0:
+            if step % train_cfg.sample_every == 0 and primary:
                 _write_pictures(task, unreplicate(state_r), dataset, picture_key, workdir, step, board)
             if step % train_cfg.checkpoint_every == 0:
                 checkpointer.save(step, unreplicate(state_r))
             if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
-                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best, board)
+                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best, board, primary)
+            # A signal stops every process at the same step: alone, at once; several, at the next host point.
+            stopping = (distributed.any_process(stop.signum is not None) if host_point
+                        else False) if multi_process else stop.signum is not None
         summary["skipped_nonfinite"] = _check_health(health_r, metrics, train_cfg, checkpointer)
         state = jax.device_get(unreplicate(state_r))
         checkpointer.save(step, state)
-        summary["interrupted"] = stop.signum
+        summary["interrupted"] = (stop.signum or signal.SIGTERM) if stopping else None  # SIGTERM: a peer's signal
 
     summary["step"] = step
-    if stop.signum is None:
-        _write_pictures(task, state, dataset, picture_key, workdir, step, board)
-        results = _evaluate(task, state, dataset, eval_key, workdir, step, scorer, best, board)
+    if not stopping:
+        if primary:
+            _write_pictures(task, state, dataset, picture_key, workdir, step, board)
+        results = _evaluate(task, state, dataset, eval_key, workdir, step, scorer, best, board, primary)
         summary["eval"] = results
-        with open(os.path.join(workdir, "eval.json"), "w") as f:
-            json.dump({"step": step, "data": config.data.source, **results}, f, indent=2)
-        images.plot_curves(metrics_path, os.path.join(workdir, "curves.png"))
-        images.animate_grids(os.path.join(workdir, "samples"))  # samples/NAME.gif: each grid over training
+        if primary:
+            with open(os.path.join(workdir, "eval.json"), "w") as f:
+                json.dump({"step": step, "data": config.data.source, **results}, f, indent=2)
+            images.plot_curves(metrics_path, os.path.join(workdir, "curves.png"))
+            images.animate_grids(os.path.join(workdir, "samples"))  # samples/NAME.gif: each grid over training
     checkpointer.close()
-    board.close()
+    if board is not None:
+        board.close()
     return summary
-
