@@ -5,6 +5,8 @@ resumed run sees exactly the batches an uninterrupted one would.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
@@ -33,11 +35,20 @@ def batch_indices(seed: int, first_step: int, num_steps: int, *, num_examples: i
     steps = np.arange(first_step, first_step + num_steps)
     out = np.empty((num_steps, batch_size), np.int32)
     for epoch in np.unique(steps // per_epoch):
-        perm = np.random.default_rng([seed, int(epoch), *([stream] if stream else [])]).permutation(num_examples)
+        perm = _epoch_order(seed, int(epoch), stream, num_examples)
         rows = steps // per_epoch == epoch
         starts = (steps[rows] % per_epoch) * batch_size
         out[rows] = perm[starts[:, None] + np.arange(batch_size)]
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_order(seed: int, epoch: int, stream: int, num_examples: int) -> np.ndarray:
+    """The permutation of one epoch of one stream, read-only; cached, as every step of the epoch reads it (a
+    streaming pipeline asks for one step at a time)."""
+    perm = np.random.default_rng([seed, epoch, *([stream] if stream else [])]).permutation(num_examples)
+    perm.flags.writeable = False
+    return perm
 
 
 def random_subset(total: int, num: int, key: jax.Array) -> np.ndarray:

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from gen_jax.data import sources
+from gen_jax.data.lazy import LazyImages
 from gen_jax.data.sources import Dataset
 from gen_jax.errors import DataError
 
@@ -30,13 +31,14 @@ class TwoDomains:
     """Unpaired training images of domains A and B and a paired test split: float32 NHWC in [0, 1].
 
     train_a [Na, H, W, Ca], train_b [Nb, H, W, Cb] with their int32 labels; test_a [N, H, W, Ca] and
-    test_b [N, H, W, Cb] show the same images (test_labels [N]) in each domain.
+    test_b [N, H, W, Cb] show the same images (test_labels [N]) in each domain. train_a and train_b may be
+    `LazyImages` (decoded on demand, `load(..., lazy=True)`).
     """
 
     name: str
-    train_a: np.ndarray
+    train_a: np.ndarray | LazyImages
     train_a_labels: np.ndarray
-    train_b: np.ndarray
+    train_b: np.ndarray | LazyImages
     train_b_labels: np.ndarray
     test_a: np.ndarray
     test_b: np.ndarray
@@ -134,41 +136,43 @@ def mnist_m_pair(dataset: Dataset, *, seed: int = 0, num_train: int | None = Non
                         num_test=num_test)
 
 
-def _from_folders(dirs: str) -> TwoDomains:
+def _from_folders(dirs: str, lazy: bool) -> TwoDomains:
     """Two image folders (each as `folder:DIR` reads it: class subfolders, optional train/ and test/) as domains A
     and B. Their test splits are not paired: test_b is B's own test images (as many as A's, cycled)."""
     parts = [d for d in dirs.split(",") if d]
     if len(parts) != 2:
         raise DataError(f"folders: needs two folders, 'folders:DIR_A,DIR_B', got {dirs!r}")
-    a, b = (sources.load(f"folder:{d}") for d in parts)
+    a, b = (sources.load(f"folder:{d}", lazy=lazy) for d in parts)
     test_b = b.test_images[np.arange(len(a.test_images)) % len(b.test_images)]
     return TwoDomains(f"folders:{dirs}", a.train_images, a.train_labels, b.train_images, b.train_labels,
                       a.test_images, test_b, a.test_labels)
 
 
-def _from_tfds(name: str) -> TwoDomains:
+def _from_tfds(name: str, lazy: bool) -> TwoDomains:
     """A tfds translation set with splits trainA, trainB, testA, testB (the cycle_gan sets, e.g.
     cycle_gan/horse2zebra), prepared in array_record format. Test splits are unpaired, as in `_from_folders`."""
     (train_a, labels_a), (train_b, labels_b), (test_a, test_labels), (test_b, _) = (
-        sources.tfds_split(name, split) for split in ("trainA", "trainB", "testA", "testB"))
+        sources.tfds_split(name, split, lazy=lazy and split.startswith("train"))
+        for split in ("trainA", "trainB", "testA", "testB"))
     return TwoDomains(f"tfds:{name}", train_a, labels_a, train_b, labels_b, test_a,
                       test_b[np.arange(len(test_a)) % len(test_b)], test_labels)
 
 
-def load(source: str, *, seed: int = 0) -> TwoDomains:
+def load(source: str, *, seed: int = 0, lazy: bool = False) -> TwoDomains:
     """Two domains named by a source string: 'style:SOURCE' (`style_pair` of a one-domain source, e.g.
     style:digits), 'mnist_m:SOURCE' (`mnist_m_pair`, e.g. mnist_m:idx:../shared/data/mnist),
     'folders:DIR_A,DIR_B', or 'tfds:NAME' (a set with trainA/trainB/testA/testB splits, e.g.
-    tfds:cycle_gan/horse2zebra)."""
+    tfds:cycle_gan/horse2zebra). lazy: leave the training images of folders: and tfds: undecoded
+    (`LazyImages`), as `sources.load` does; style: and mnist_m: make their domains in memory."""
     kind, _, arg = source.partition(":")
     if kind == "style" and arg:
         return style_pair(sources.load(arg), seed=seed)
     if kind == "mnist_m" and arg:
         return mnist_m_pair(sources.load(arg), seed=seed)
     if kind == "folders" and arg:
-        return _from_folders(arg)
+        return _from_folders(arg, lazy)
     if kind == "tfds" and arg:
-        return _from_tfds(arg)
+        return _from_tfds(arg, lazy)
     raise DataError(f"unknown two-domain source {source!r}: use {', '.join(SOURCES)}")
 
 

@@ -5,6 +5,9 @@ Sources (`load(source)`):
   idx:DIR       MNIST-format IDX files (raw or .gz), e.g. ../shared/data/mnist.
   folder:DIR    PNG/JPEG images, class labels from subfolder names (DIR/train and DIR/test if present).
   tfds:NAME     a TensorFlow Datasets data set already prepared in array_record format (no TensorFlow needed).
+
+`load(source, lazy=True)` keeps the training images of folder: and tfds: sources undecoded (`LazyImages`), for
+training sets larger than memory; the same rows in the same order as the eager load.
 """
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ import zlib
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from sklearn.datasets import load_digits
 
+from gen_jax.data.lazy import LazyImages, image_files, tfds_records
 from gen_jax.errors import DataError
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -25,10 +28,11 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A data set held in memory: images float32 [N, H, W, C] in [0, 1], labels int32 [N]."""
+    """A data set: images float32 [N, H, W, C] in [0, 1], labels int32 [N]; the training images may be
+    `LazyImages` (decoded on demand), everything else is in memory."""
 
     name: str
-    train_images: np.ndarray
+    train_images: np.ndarray | LazyImages
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
@@ -39,25 +43,32 @@ class Dataset:
         return tuple(self.train_images.shape[1:])
 
 
-def load(source: str, *, tfds_data_dir: str | None = None) -> Dataset:
-    """Loads a data set named by a source string ('digits', 'idx:DIR', 'folder:DIR', 'tfds:NAME')."""
+def load(source: str, *, tfds_data_dir: str | None = None, lazy: bool = False) -> Dataset:
+    """Loads a data set named by a source string ('digits', 'idx:DIR', 'folder:DIR', 'tfds:NAME').
+
+    lazy: leave the training images of folder: and tfds: sources undecoded (`LazyImages`; digits and idx: are
+    arrays either way), so that a streaming pipeline reads only each step's rows.
+    """
     kind, _, arg = source.partition(":")
     if kind == "digits" and not arg:
-        return _load_digits()
-    if kind == "idx" and arg:
-        return _load_idx(arg)
-    if kind == "folder" and arg:
-        return _load_folder(arg)
-    if kind == "tfds" and arg:
-        return _load_tfds(arg, data_dir=tfds_data_dir)
-    raise DataError(
-        f"unknown data source {source!r}: use 'digits', 'idx:DIR', 'folder:DIR' or 'tfds:NAME'")
+        dataset = _load_digits()
+    elif kind == "idx" and arg:
+        dataset = _load_idx(arg)
+    elif kind == "folder" and arg:
+        dataset = _load_folder(arg)
+    elif kind == "tfds" and arg:
+        dataset = _load_tfds(arg, data_dir=tfds_data_dir)
+    else:
+        raise DataError(
+            f"unknown data source {source!r}: use 'digits', 'idx:DIR', 'folder:DIR' or 'tfds:NAME'")
+    return dataset if lazy else dataclasses.replace(dataset, train_images=np.asarray(dataset.train_images))
 
 
-def from_config(data_config) -> Dataset:
+def from_config(data_config, *, lazy: bool = False) -> Dataset:
     """The data set a config's `data` section names, its training split without the classes listed in
-    `exclude_labels` (e.g. the held-out class of an anomaly detector); the test split keeps every class."""
-    dataset = load(data_config.source, tfds_data_dir=data_config.get("tfds_data_dir") or None)
+    `exclude_labels` (e.g. the held-out class of an anomaly detector); the test split keeps every class.
+    lazy: as in `load`."""
+    dataset = load(data_config.source, tfds_data_dir=data_config.get("tfds_data_dir") or None, lazy=lazy)
     return without_labels(dataset, tuple(data_config.get("exclude_labels", ())))
 
 
@@ -73,7 +84,8 @@ def without_labels(dataset: Dataset, labels: Sequence[int]) -> Dataset:
     if not keep.any():
         raise DataError(f"exclude_labels {sorted(labels)} leave no training images in {dataset.name}")
     return dataclasses.replace(dataset, name=f"{dataset.name} without {','.join(map(str, sorted(labels)))}",
-                               train_images=dataset.train_images[keep], train_labels=dataset.train_labels[keep])
+                               train_images=dataset.train_images.take(np.flatnonzero(keep), axis=0),
+                               train_labels=dataset.train_labels[keep])
 
 
 def _make_dataset(name, train, test, num_classes=None) -> Dataset:
@@ -81,13 +93,12 @@ def _make_dataset(name, train, test, num_classes=None) -> Dataset:
     if len(xtr) == 0 or len(xte) == 0:
         raise DataError(f"data set {name!r} has an empty train or test split")
     labels = np.concatenate([ytr, yte])
-    return Dataset(name, xtr.astype(np.float32), ytr.astype(np.int32), xte.astype(np.float32),
-                   yte.astype(np.int32), int(num_classes or labels.max() + 1))
+    return Dataset(name, xtr, ytr.astype(np.int32), xte, yte.astype(np.int32), int(num_classes or labels.max() + 1))
 
 
 def _load_digits() -> Dataset:
     digits = load_digits()
-    images = (digits.images / 16.0)[..., None]  # 0..16 ink levels -> [0, 1]
+    images = (digits.images / 16.0).astype(np.float32)[..., None]  # 0..16 ink levels -> [0, 1]
     order = np.random.default_rng(0).permutation(len(images))  # fixed split, independent of the run's seed
     train, test = order[:1500], order[1500:]
     return _make_dataset("digits", (images[train], digits.target[train]),
@@ -132,44 +143,14 @@ def _load_idx(directory: str) -> Dataset:
     return _make_dataset(f"idx:{directory}", *splits)
 
 
-def _read_image_folder(directory: str, classes: Sequence[str]):
-    images, labels = [], []
+def _image_paths(directory: str, classes: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The PNG/JPEG files under directory/CLASS/ (classes in order, files sorted by name) and their labels."""
+    paths, labels = [], []
     for label, cls in enumerate(classes):
-        cls_dir = os.path.join(directory, cls)
-        for name in sorted(os.listdir(cls_dir)):
-            if not name.lower().endswith(_IMAGE_SUFFIXES):
-                continue
-            path = os.path.join(cls_dir, name)
-            try:
-                with Image.open(path) as im:
-                    im.load()
-                    images.append(_unit_array(im))
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise DataError(f"unreadable image {path}: {e}") from None
-            labels.append(label)
-    return images, labels
-
-
-def _unit_array(im) -> np.ndarray:
-    """A PIL image as float32 [H, W, 1] (grayscale) or [H, W, 3] in [0, 1]; 16-bit grayscale keeps its range
-    (divided by 65535, not clipped to 255)."""
-    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNGs open as I;16 (or I in older Pillow)
-        return (np.asarray(im, np.float64) / 65535.0).clip(0, 1).astype(np.float32)[..., None]
-    if im.mode == "F":
-        return np.asarray(im, np.float32).clip(0, 1)[..., None]
-    if im.mode == "L":
-        return np.asarray(im, np.uint8)[..., None] / np.float32(255)
-    return np.asarray(im.convert("RGB"), np.uint8) / np.float32(255)
-
-
-def _stack_images(images, directory) -> np.ndarray:
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) > 1:
-        raise DataError(f"images in {directory} have mixed sizes {sorted(sizes)[:4]} (height, width): resize "
-                        f"them to one size")
-    if any(im.shape[-1] == 3 for im in images):  # grayscale images join colour ones as gray RGB
-        images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
-    return np.stack(images)
+        names = sorted(n for n in os.listdir(os.path.join(directory, cls)) if n.lower().endswith(_IMAGE_SUFFIXES))
+        paths += [os.path.join(directory, cls, name) for name in names]
+        labels += [label] * len(names)
+    return paths, labels
 
 
 def _load_folder(directory: str) -> Dataset:
@@ -186,10 +167,10 @@ def _load_folder(directory: str) -> Dataset:
         raise DataError(f"{roots[1]} and {roots[0]} must have the same class folders: "
                         + "; ".join(filter(None, [missing and f"test lacks {', '.join(missing)}",
                                                   extra and f"test has extra {', '.join(extra)}"])))
-    per_root = [_read_image_folder(root, classes) for root in roots]
-    if any(not images for images, _ in per_root):
+    per_root = [_image_paths(root, classes) for root in roots]
+    if any(not paths for paths, _ in per_root):
         raise DataError(f"image folder {directory} contains no PNG or JPEG images")
-    all_images = _stack_images([im for images, _ in per_root for im in images], directory)
+    all_images = image_files([p for paths, _ in per_root for p in paths], where=directory)
     all_labels = np.asarray([label for _, labels in per_root for label in labels])
     if len(roots) == 2:
         n_train = len(per_root[0][0])
@@ -198,13 +179,13 @@ def _load_folder(directory: str) -> Dataset:
         order = np.random.default_rng(0).permutation(len(all_images))
         n_test = max(1, len(order) // 10)
         train, test = order[n_test:], order[:n_test]
-    return _make_dataset(f"folder:{directory}", (all_images[train], all_labels[train]),
-                         (all_images[test], all_labels[test]), num_classes=len(classes))
+    return _make_dataset(f"folder:{directory}", (all_images.take(train), all_labels[train]),
+                         (np.asarray(all_images.take(test)), all_labels[test]), num_classes=len(classes))
 
 
-def tfds_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def tfds_split(name: str, split: str, data_dir: str | None = None, *, lazy: bool = False):
     """(images float32 NHWC in [0, 1], int labels, 0 where the set has none) of one split of a tfds data set
-    prepared in array_record format, decoded once."""
+    prepared in array_record format; lazy: the images as `LazyImages`, else decoded into an array."""
     import tensorflow_datasets as tfds  # imported here: heavy, and only tfds sources need it
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir)
@@ -213,15 +194,10 @@ def tfds_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.n
             f"tfds data set {name!r} (split {split}) is not available: {type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''} -- prepare it with "
             f"`tfds build {name} --file_format=array_record` on a machine with internet") from None
-    examples = [source[i] for i in range(len(source))]
-    sizes = sorted({np.shape(ex["image"]) for ex in examples})
-    if len(sizes) > 1:
-        raise DataError(f"tfds data set {name!r} (split {split}) has images of several sizes {sizes[:4]}: "
-                        f"resize them to one size")
-    images = np.stack([np.asarray(ex["image"]) for ex in examples])
-    labels = np.asarray([int(ex.get("label", 0)) for ex in examples])
-    return (images[..., None] if images.ndim == 3 else images) / np.float32(255), labels
+    images, labels = tfds_records(source, where=f"tfds data set {name!r} (split {split})")
+    return (images if lazy else np.asarray(images)), labels
 
 
 def _load_tfds(name: str, data_dir: str | None) -> Dataset:
-    return _make_dataset(f"tfds:{name}", *(tfds_split(name, split, data_dir) for split in ("train", "test")))
+    return _make_dataset(f"tfds:{name}", tfds_split(name, "train", data_dir, lazy=True),
+                         tfds_split(name, "test", data_dir))
