@@ -1,7 +1,9 @@
-"""Helpers for per-device steps that run under `jax.pmap` with a named axis, or unmapped (axis_name=None).
+"""Helpers for per-device steps that run under `jax.pmap` with a named axis, or unmapped (axis_name=None), and
+for spreading batched inference (sampling, scoring, translating) over all local devices.
 
 The same step function serves both: collectives become no-ops without an axis, so a step is usable inside a
-user's own `jax.jit`.
+user's own `jax.jit`. Inference is data-parallel through sharding instead: a batch whose rows are split over the
+devices makes XLA partition the jitted computation by rows, with the same numbers as on one device.
 """
 from __future__ import annotations
 
@@ -43,3 +45,26 @@ def replicate(tree, devices, axis_name: str):
 def unreplicate(tree):
     """The first device's copy of a replicated tree."""
     return jax.tree.map(lambda x: x[0], tree)
+
+
+def rows_sharding(num_rows: int) -> NamedSharding | None:
+    """A sharding that splits a leading axis of `num_rows` evenly over the local devices, or None when there is
+    one device or the rows do not divide."""
+    devices = jax.local_devices()
+    if len(devices) == 1 or num_rows % len(devices):
+        return None
+    return NamedSharding(Mesh(np.asarray(devices), ("rows",)), PartitionSpec("rows"))
+
+
+def put_rows(array):
+    """`array` on the devices with its rows split over them (`rows_sharding`), or as it is when they do not
+    divide: jitted functions of it then run data-parallel."""
+    sharding = rows_sharding(len(array))
+    return array if sharding is None else jax.device_put(array, sharding)
+
+
+def spread_rows(array: jax.Array) -> jax.Array:
+    """Inside `jax.jit`: asks XLA to split `array`'s rows over the local devices (when they divide), which
+    partitions the computation producing it, e.g. a sampler that draws its own noise from a key."""
+    sharding = rows_sharding(array.shape[0])
+    return array if sharding is None else jax.lax.with_sharding_constraint(array, sharding)

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from gen_jax.errors import DataError
+from gen_jax.parallel import put_rows
 
 
 def check_batching(num_examples: int, batch_size: int, num_devices: int) -> int:
@@ -63,7 +64,8 @@ def map_batches(fn, array, batch_size: int):
     """fn(start, array[start:start+batch_size]) over the leading axis, last partial chunk too, concatenated as
     numpy arrays (fn may return an array or a dict of them).
 
-    For evaluating a jitted function over a whole split without holding every intermediate on the device.
+    For evaluating a jitted function over a whole split without holding every intermediate on the device; each
+    chunk's rows are split over the local devices (`parallel.put_rows`), so the function runs data-parallel.
     """
-    outputs = [jax.device_get(fn(i, array[i:i + batch_size])) for i in range(0, len(array), batch_size)]
+    outputs = [jax.device_get(fn(i, put_rows(array[i:i + batch_size]))) for i in range(0, len(array), batch_size)]
     return jax.tree.map(lambda *chunks: np.concatenate([np.asarray(c) for c in chunks]), *outputs)

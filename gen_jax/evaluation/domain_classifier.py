@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from gen_jax import data
 from gen_jax.errors import UserError
+from gen_jax.parallel import put_rows
 from gen_jax.training.checkpoint import Checkpointer
 
 SPEC_FILE = "classifier.json"
@@ -214,7 +215,7 @@ def features_and_probs(classifier: Classifier, images, *, batch_size: int = 500)
         rows = chunk.shape[0]
         if rows < size:
             chunk = np.concatenate([np.asarray(chunk), np.zeros((size - rows, *chunk.shape[1:]), chunk.dtype)])
-        f, p = classifier._apply(classifier.params, chunk)
+        f, p = classifier._apply(classifier.params, put_rows(chunk))  # data-parallel over the local devices
         features.append(f[:rows])
         probs.append(p[:rows])
     if not features:

@@ -18,6 +18,7 @@ from gen_jax import data, models
 from gen_jax.data import corruption
 from gen_jax.data import domains as data_domains
 from gen_jax.errors import ConfigError
+from gen_jax.parallel import spread_rows
 from gen_jax.evaluation import domain_classifier, metrics
 from gen_jax.families import gan, translation, vae
 from gen_jax.models import autoencoders
@@ -127,7 +128,7 @@ def vae_task(config, dataset: data.Dataset) -> Task:
 
     @jax.jit
     def _sample(params, key, labels):  # labels [n] fix n; they condition only a conditional VAE
-        return vae.sample(model, params, key, labels.shape[0], labels=cond(labels))
+        return spread_rows(vae.sample(model, params, key, labels.shape[0], labels=cond(labels)))
 
     def sample(state, key, num):  # prior samples (gen_jax.sample, gen_jax.evaluate); labels balanced
         labels = np.arange(num, dtype=np.int32) % dataset.num_classes
@@ -226,9 +227,9 @@ def gan_task(config, dataset: data.Dataset) -> Task:
                                        historical_averaging=objective.historical_averaging > 0)
 
     @functools.partial(jax.jit, static_argnums=2)
-    def _sample(state, key, num):
+    def _sample(state, key, num):  # data-parallel over the local devices
         labels = labels_for(num)
-        return gan.sample(generator, state, key, num, labels), labels
+        return spread_rows(gan.sample(generator, state, key, num, labels)), labels
 
     def sample(state, key, num):
         chunks = [_sample(state, jax.random.fold_in(key, i), min(500, num - i)) for i in range(0, num, 500)]
