@@ -27,6 +27,7 @@ CONFIGS = {
     "gan": ("configs/gan.py", {"data.batch_size": 32, "generator.hidden_dims": (32,),
                                "discriminator.hidden_dims": (32,), "generator.latent_dim": 8}),
 }
+CONFIGS["vae_streamed"] = (CONFIGS["vae"][0], {**CONFIGS["vae"][1], "data.pipeline": "stream"})
 
 
 def free_port() -> int:
@@ -87,7 +88,7 @@ def assert_same_state(a, b, atol=1e-5):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["vae", "gan"])
+@pytest.mark.parametrize("family", ["vae", "gan", "vae_streamed"])
 def test_two_processes_equal_one_process(tmp_path, family):
     """Global batch split over 2 processes x 2 devices: the whole train state (parameters, optimizer states, EMA,
     BatchNorm) matches one process with one device, and only process 0 wrote the run's files."""

@@ -200,12 +200,37 @@ def _local_indices(config, step: int, num_steps: int, stream_sizes: dict, local_
             for i, (name, n) in enumerate(stream_sizes.items())}
 
 
+def _resident_inputs(config, train_data, first_step, stream_sizes, local_batch, devices):
+    """The resident pipeline: the training set copied to every local device once; each call's inputs are the
+    data and the rows of its batches, gathered on the devices (`resident_steps`)."""
+    resident = replicate(data.materialize(train_data), devices, AXIS)
+    return lambda step, k: (resident, _local_indices(config, step, k, stream_sizes, local_batch))
+
+
+def _streamed_inputs(config, train_data, first_step, stream_sizes, local_batch, devices):
+    """The streaming pipeline: this process's block of each step's batch read on host threads (Grain), k steps
+    stacked per call as {batch key: [local devices, k, local_batch, ...]} (`device_steps`). Its position is the
+    step, which the checkpoint holds, so a resumed run reads the batches an uninterrupted one would."""
+    batches = data.step_batches(train_data, seed=config.seed, batch_size=config.data.batch_size,
+                                first_step=first_step, num_steps=config.train.steps - first_step,
+                                process_index=jax.process_index(), process_count=jax.process_count(),
+                                threads=config.data.stream_threads, prefetch=config.data.stream_prefetch)
+
+    def inputs(step, k):
+        chunk = [next(batches) for _ in range(k)]
+        return ({key: np.stack([b[key] for b in chunk]).reshape(k, len(devices), local_batch, *chunk[0][key].shape[1:])
+                 .swapaxes(0, 1) for key in chunk[0]},)
+
+    return inputs
+
+
 def train(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns a summary.
 
     In a multi-process run (`distributed.initialize` first) every process calls this with the same config and
     workdir: each feeds its own devices, all save checkpoints together, and process 0 writes the other files.
-    Returns {"step": last step, "interrupted": signal number or None, "eval": final eval results}.
+    Returns {"step": last step, "interrupted": signal number or None, "pipeline": 'resident' or 'stream' (how the
+    training set reached the devices, `data.choose_pipeline`), "eval": final eval results}.
     """
     started = time.perf_counter()
     config = config_lib.finalize(config)
@@ -216,7 +241,7 @@ def train(config, workdir: str) -> dict:
     primary, multi_process = distributed.is_primary(), jax.process_count() > 1
     devices = jax.local_devices()
     num_devices = jax.device_count()  # of all processes: the global batch is split over every one
-    dataset = tasks.load_data(config)
+    dataset = tasks.load_data(config, lazy=True)  # the training set is decoded by the pipeline chosen below
     task = tasks.build(config, dataset)
     runs.state_shapes(task, config, dataset)  # a model that cannot be built is a ConfigError, before compiling
     stream_sizes = {name: len(next(iter(arrays.values()))) for name, arrays in task.train_data.items()}
@@ -241,23 +266,25 @@ def train(config, workdir: str) -> dict:
         board.config(config, step)
 
     guarded_step = steps.guard_nonfinite(task.train_step, mode=train_cfg.on_nonfinite)
-    parallel_steps = jax.pmap(functools.partial(resident_steps, guarded_step, key=train_key),
-                              axis_name=AXIS, donate_argnums=(0,))
+    pipeline = data.choose_pipeline(config.data, task.train_data)
+    call_inputs = (_resident_inputs if pipeline == "resident" else _streamed_inputs)(
+        config, task.train_data, step, stream_sizes, local_batch, devices)
+    parallel_steps = jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps,
+                                                guarded_step, key=train_key), axis_name=AXIS, donate_argnums=(0,))
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
-    state_r, health_r, train_data = replicate((state, steps.init_health(), task.train_data), devices, AXIS)
+    state_r, health_r = replicate((state, steps.init_health()), devices, AXIS)
     skipped_logged, metrics, startup_seconds = 0, {}, None
     del state
 
-    summary = {"interrupted": None}
+    summary = {"interrupted": None, "pipeline": pipeline}
     with _StopOnSignal() as stop, tqdm(total=train_cfg.steps, initial=step, dynamic_ncols=True, desc=config.task,
                                        disable=not (train_cfg.progress and primary)) as bar:
         timer_step, timer_start, first_call, stopping = step, time.perf_counter(), True, False
         while step < train_cfg.steps and not stopping:
             k = _next_chunk(step, train_cfg)
-            idx = _local_indices(config, step, k, stream_sizes, local_batch)
-            (state_r, health_r), metrics = parallel_steps((state_r, health_r), train_data, idx,
+            (state_r, health_r), metrics = parallel_steps((state_r, health_r), *call_inputs(step, k),
                                                           np.full((len(devices),), step, np.int32))
             if wait_each_call or first_call:
                 jax.block_until_ready(state_r)

@@ -386,14 +386,17 @@ def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
     return Task(init_state, step, evaluate, pictures, None, modules, train_data)
 
 
-def load_data(config):
+def load_data(config, *, lazy: bool = False):
     """The data `config`'s task trains on: one data set (`data.from_config`), two domains for unpaired
-    translation (`data.domains.load`) or pairs for paired translation (`data.domains.load_pairs`)."""
+    translation (`data.domains.load`) or pairs for paired translation (`data.domains.load_pairs`).
+
+    lazy: training images of image folders and tfds sets stay undecoded (`data.LazyImages`) until read.
+    """
     if config.task == "cyclegan":
-        return data_domains.load(config.data.source)
+        return data_domains.load(config.data.source, lazy=lazy)
     if config.task == "pix2pix":
         return data_domains.load_pairs(config.data.source)
-    return data.from_config(config.data)
+    return data.from_config(config.data, lazy=lazy)
 
 
 FAMILIES = {"vae": vae_task, "autoencoder": autoencoder_task, "gan": gan_task, "cyclegan": cyclegan_task,
