@@ -135,3 +135,35 @@ def test_a_run_saved_before_a_setting_existed_loads_with_its_default(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**saved, "task": "diffusion"}))
     with pytest.raises(ConfigError, match="no known task"):
         load_saved(str(tmp_path))
+
+
+CACHE_EVENTS = """
+import collections, sys, jax
+from gen_jax import config as config_lib
+from gen_jax.training.loop import train
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
+train(config_lib.load(sys.argv[1], sys.argv[3:]), sys.argv[2])
+print("HITS", events["/jax/compilation_cache/cache_hits"], "MISSES", events["/jax/compilation_cache/cache_misses"])
+"""
+
+
+@pytest.mark.slow
+def test_compile_cache_is_filled_then_reused(tmp_path):
+    """train.compile_cache: the first run compiles and writes its programs there; a second run of the same model
+    reads them back (cache hits, no misses)."""
+    cache = tmp_path / "xla_cache"
+    overrides = {**SMALL, "train.compile_cache": str(cache)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    args = [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()]
+    counts = []
+    for name in ("first", "second"):
+        result = subprocess.run([sys.executable, "-c", CACHE_EVENTS, os.path.join(ROOT, "configs", "vae.py"),
+                                 str(tmp_path / name), *args], env={**env, "JAX_PLATFORMS": "cpu"},
+                                capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-2000:]
+        _, hits, _, misses = result.stdout.split("HITS")[-1].join(["HITS", ""]).split()
+        counts.append((int(hits), int(misses)))
+    (first_hits, first_misses), (second_hits, second_misses) = counts
+    assert first_misses > 0 and os.listdir(cache)
+    assert second_hits >= first_misses and second_misses == 0, counts
