@@ -76,7 +76,8 @@ def main(parsed: tuple[list[str], list[str]]) -> int:
               f"rerun the same command to resume", file=sys.stderr)
         return 128 + summary["interrupted"]
     if distributed.is_primary():
-        print(f"done: step {summary['step']}, eval {summary['eval']} -> {workdir}")
+        ended = " (train.time_budget spent: rerun to continue)" if summary["out_of_time"] else ""
+        print(f"done: step {summary['step']}{ended}, eval {summary['eval']} -> {workdir}")
     return 0
 
 

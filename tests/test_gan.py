@@ -421,3 +421,83 @@ def test_dcgan_discriminator_stops_at_2x2_maps(shape, features):
     x = jnp.zeros((2, *shape))
     _, feats = d.apply(d.init(jax.random.key(0), x), x)
     assert feats.shape == (2, features)
+
+
+# ----------------------------------------------------------------------------- what a GAN step reports
+@pytest.mark.parametrize("kind,threshold", [("bce", 0.0), ("lsgan", 0.5), ("hinge", 0.0)])
+def test_discriminator_accuracies_and_gradient_norms_match_their_definitions(kind, threshold):
+    """d_real/fake_accuracy: D's hit rates on the critic update's batch; d_grad_norm and g_grad_norm: global norms
+    of each update's gradients, recomputed here from the step's public noise layout."""
+    b, key = batch(), jax.random.key(5)
+    state, step, g, d = make(loss=kind)
+    new, metrics = step(state, b, key)
+    real = b["image"] * 2 - 1
+    z, _ = gan.generator_inputs(gan.update_keys(key, 0).noise, 8, latent_dim=LATENT)
+    fake = g.apply({"params": state["generator"].params}, z, train=True)
+
+    def d_loss(params):
+        r, f = (d.apply({"params": params}, x, train=True)[0] for x in (real, fake))
+        return jnp.mean(losses.discriminator_loss(real_logits=r, fake_logits=f, kind=kind)), (r, f)
+
+    d_grads, (r, f) = jax.grad(d_loss, has_aux=True)(state["discriminator"].params)
+    np.testing.assert_allclose(metrics["d_real_accuracy"], np.mean(np.asarray(r) > threshold))
+    np.testing.assert_allclose(metrics["d_fake_accuracy"], np.mean(np.asarray(f) < threshold))
+    np.testing.assert_allclose(metrics["d_grad_norm"], optax.tree.norm(d_grads), rtol=1e-4)
+    z_g, _ = gan.generator_inputs(gan.update_keys(key, 1).noise, 8, latent_dim=LATENT)
+
+    def g_loss(params):  # against the discriminator after its update
+        logits = d.apply({"params": new["discriminator"].params}, g.apply({"params": params}, z_g, train=True),
+                         train=True)[0]
+        return jnp.mean(losses.generator_loss(fake_logits=logits, kind=kind))
+
+    g_grads = jax.grad(g_loss)(state["generator"].params)
+    np.testing.assert_allclose(metrics["g_grad_norm"], optax.tree.norm(g_grads), rtol=1e-4)
+
+
+def test_a_wasserstein_critic_reports_no_accuracy():
+    state, step, _, _ = make(loss="wasserstein")
+    _, metrics = step(state, batch(), jax.random.key(0))
+    assert "d_real_accuracy" not in metrics and metrics["d_grad_norm"] > 0
+
+
+# ----------------------------------------------------------------------------- latent tools
+@pytest.mark.parametrize("spherical", [False, True])
+def test_latent_interpolation_ends_at_its_endpoints(spherical):
+    z0, z1 = jax.random.normal(jax.random.key(0), (2, 3, LATENT))
+    path = np.asarray(gan.interpolate_latents(z0, z1, 7, spherical=spherical))
+    assert path.shape == (7, 3, LATENT)
+    np.testing.assert_allclose(path[0], z0, atol=1e-5)
+    np.testing.assert_allclose(path[-1], z1, atol=1e-5)
+    if not spherical:
+        np.testing.assert_allclose(path[3], (z0 + z1) / 2, atol=1e-6)
+    else:  # between two draws of equal norm, slerp stays on their sphere (a straight line dips inside it)
+        z1 = z1 * jnp.linalg.norm(z0, axis=-1, keepdims=True) / jnp.linalg.norm(z1, axis=-1, keepdims=True)
+        norms = np.linalg.norm(gan.interpolate_latents(z0, z1, 7, spherical=True), axis=-1)
+        np.testing.assert_allclose(norms, np.broadcast_to(np.linalg.norm(z0, axis=-1), norms.shape), rtol=1e-5)
+        assert np.all(np.linalg.norm((z0 + z1) / 2, axis=-1) < np.linalg.norm(z0, axis=-1))
+
+
+@pytest.mark.parametrize("spherical", [False, True])
+def test_latent_walks_start_and_end_at_the_two_source_samples(spherical):
+    state, _, g, _ = make()
+    key = jax.random.key(3)
+    walks = np.asarray(gan.latent_walks(g, state, key, rows=2, num=5, spherical=spherical))
+    assert walks.shape == (2, 5, *SHAPE)
+    for end_key, column in zip(jax.random.split(key), (0, -1)):
+        source = gan.sample(g, state, end_key, 2)  # the same draw, sampled on its own
+        np.testing.assert_allclose(walks[:, column], source, atol=1e-5)
+    assert not np.allclose(walks[:, 0], walks[:, -1])
+
+
+def test_class_grid_rows_are_classes_and_columns_share_their_noise():
+    g = gan_models.MLPGenerator(SHAPE, latent_dim=LATENT, hidden_dims=(16,), num_classes=10)
+    state, _, g, _ = make(g=g, d=gan_models.MLPDiscriminator(hidden_dims=(16,), num_classes=10))
+    key = jax.random.key(7)
+    grid = np.asarray(gan.class_grid(g, state, key, per_class=3))
+    assert grid.shape == (10, 3, *SHAPE)
+    z = jax.random.normal(key, (3, LATENT))
+    for c in (0, 7):
+        expected = gan.generate(g, state.ema_params["generator"], state["generator"].model_state, z,
+                                jnp.full((3,), c))
+        np.testing.assert_allclose(grid[c], (np.asarray(expected) + 1) / 2, atol=1e-5)
+    assert not np.allclose(grid[0], grid[7])

@@ -102,3 +102,27 @@ def test_config_errors_are_user_errors():
     config.gan.loss = "kl"
     with pytest.raises(ConfigError, match="gan.loss"):
         tasks.build(config, data.load("digits"))
+
+
+@pytest.mark.slow
+def test_sample_cli_writes_latent_pictures(cgan_run, tmp_path, capsys):
+    workdir, _ = cgan_run
+    from PIL import Image
+    for kind, shape in (("spherical", (8, 10)), ("classes", (10, 10))):
+        out = tmp_path / f"{kind}.png"
+        assert sample.main([f"--workdir={workdir}", f"--picture={kind}", f"--out={out}"]) == 0
+        with Image.open(out) as picture:  # a grid of shape[0] rows and shape[1] columns of enlarged cells
+            assert picture.size[0] / picture.size[1] == pytest.approx(shape[1] / shape[0], rel=0.05)
+    assert sample.main([f"--workdir={workdir}", "--picture=classes", f"--out={tmp_path / 'x.npz'}"]) == 2
+    assert "must be a .png" in capsys.readouterr().err
+
+
+def test_time_budget_stops_then_saves_samples_and_evaluates(tmp_path):
+    """train.time_budget: a run out of time ends as at its last step (checkpoint, grids, eval.json), early."""
+    config = load_config("gan")
+    config.train.update(steps=100000, steps_per_call=5, log_every=10, progress=False, time_budget=0.05 / 60)
+    summary = train(config, str(tmp_path))
+    assert summary["out_of_time"] and 0 < summary["step"] < 100000 and summary["interrupted"] is None
+    assert json.load(open(tmp_path / "eval.json"))["step"] == summary["step"]
+    assert str(summary["step"]) in os.listdir(tmp_path / "checkpoints")
+    assert any(name.endswith(f"_{summary['step']:06d}.png") for name in os.listdir(tmp_path / "samples"))

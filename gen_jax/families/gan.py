@@ -87,6 +87,43 @@ def sample(generator, state, key: jax.Array, num: int, labels: jax.Array | None 
     return data.to_unit_range(images, data.SIGNED)
 
 
+def interpolate_latents(z0: jax.Array, z1: jax.Array, num: int, *, spherical: bool = False) -> jax.Array:
+    """`num` latents from z0 to z1 [..., D], both ends included: [num, ..., D].
+
+    Linear, or spherical (slerp along the great circle, White 2016), which keeps the path at the norm typical
+    of N(0, I) draws instead of cutting through the low-density middle of the Gaussian.
+    """
+    t = jnp.linspace(0.0, 1.0, num).reshape(num, *([1] * z0.ndim))
+    if not spherical:
+        return (1 - t) * z0 + t * z1
+    cos = jnp.sum(z0 * z1, -1, keepdims=True) / (jnp.linalg.norm(z0, axis=-1, keepdims=True)
+                                                  * jnp.linalg.norm(z1, axis=-1, keepdims=True))
+    omega = jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+    sin = jnp.sin(omega)
+    slerp = (jnp.sin((1 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / jnp.where(sin > 1e-6, sin, 1.0)
+    return jnp.where(sin > 1e-6, slerp, (1 - t) * z0 + t * z1)  # (anti)parallel ends: the straight line
+
+
+def latent_walks(generator, state, key: jax.Array, *, rows: int, num: int, spherical: bool = False) -> jax.Array:
+    """Images [rows, num, H, W, C] in [0, 1]: row r walks from one draw z ~ N(0, I) to another in `num` steps
+    (EMA weights; a conditional generator keeps one class per row, class r mod num_classes)."""
+    start_key, end_key = jax.random.split(key)
+    z0, z1 = (jax.random.normal(k, (rows, generator.latent_dim)) for k in (start_key, end_key))
+    z = interpolate_latents(z0, z1, num, spherical=spherical).swapaxes(0, 1).reshape(rows * num, -1)
+    labels = jnp.repeat(balanced_labels(rows, generator.num_classes), num) if generator.num_classes else None
+    images = generate(generator, state.ema_params["generator"], state["generator"].model_state, z, labels)
+    return data.to_unit_range(images, data.SIGNED).reshape(rows, num, *images.shape[1:])
+
+
+def class_grid(generator, state, key: jax.Array, *, per_class: int) -> jax.Array:
+    """A conditional generator's images [num_classes, per_class, H, W, C] in [0, 1]: row c is class c, and
+    column j uses the same z in every row, so a column holds the style fixed while the class changes."""
+    z = jnp.tile(jax.random.normal(key, (per_class, generator.latent_dim)), (generator.num_classes, 1))
+    labels = jnp.repeat(jnp.arange(generator.num_classes), per_class)
+    images = generate(generator, state.ema_params["generator"], state["generator"].model_state, z, labels)
+    return data.to_unit_range(images, data.SIGNED).reshape(generator.num_classes, per_class, *images.shape[1:])
+
+
 def discriminate(discriminator, state, images01: jax.Array, labels: jax.Array | None = None) -> jax.Array:
     """Discriminator scores (logits) [B] of [0, 1] images, inference mode."""
     variables = state["discriminator"].variables()

@@ -229,8 +229,9 @@ def train(config, workdir: str) -> dict:
 
     In a multi-process run (`distributed.initialize` first) every process calls this with the same config and
     workdir: each feeds its own devices, all save checkpoints together, and process 0 writes the other files.
-    Returns {"step": last step, "interrupted": signal number or None, "pipeline": 'resident' or 'stream' (how the
-    training set reached the devices, `data.choose_pipeline`), "eval": final eval results}.
+    Returns {"step": last step, "interrupted": signal number or None, "out_of_time": whether train.time_budget
+    ended it, "pipeline": 'resident' or 'stream' (how the training set reached the devices,
+    `data.choose_pipeline`), "eval": final eval results}.
     """
     started = time.perf_counter()
     config = config_lib.finalize(config)
@@ -247,6 +248,7 @@ def train(config, workdir: str) -> dict:
     stream_sizes = {name: len(next(iter(arrays.values()))) for name, arrays in task.train_data.items()}
     for size in stream_sizes.values():  # every stream holds at least one global batch, split evenly
         local_batch = data.check_batching(size, config.data.batch_size, num_devices)
+    pipeline = data.choose_pipeline(config.data, task.train_data)  # resident or stream
     scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 
     root = jax.random.key(config.seed)  # one stream per purpose
@@ -266,7 +268,6 @@ def train(config, workdir: str) -> dict:
         board.config(config, step)
 
     guarded_step = steps.guard_nonfinite(task.train_step, mode=train_cfg.on_nonfinite)
-    pipeline = data.choose_pipeline(config.data, task.train_data)
     call_inputs = (_resident_inputs if pipeline == "resident" else _streamed_inputs)(
         config, task.train_data, step, stream_sizes, local_batch, devices)
     parallel_steps = jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps,
@@ -278,7 +279,7 @@ def train(config, workdir: str) -> dict:
     skipped_logged, metrics, startup_seconds = 0, {}, None
     del state
 
-    summary = {"interrupted": None, "pipeline": pipeline}
+    summary = {"interrupted": None, "pipeline": pipeline, "out_of_time": False}
     with _StopOnSignal() as stop, tqdm(total=train_cfg.steps, initial=step, dynamic_ncols=True, desc=config.task,
                                        disable=not (train_cfg.progress and primary)) as bar:
         timer_step, timer_start, first_call, stopping = step, time.perf_counter(), True, False
@@ -320,6 +321,11 @@ def train(config, workdir: str) -> dict:
             # A signal stops every process at the same step: alone, at once; several, at the next host point.
             stopping = (distributed.any_process(stop.signum is not None) if host_point
                         else False) if multi_process else stop.signum is not None
+            if train_cfg.time_budget and (host_point or not multi_process):  # spent: finish as at the last step
+                out_of_time = time.perf_counter() - started > 60 * train_cfg.time_budget
+                if distributed.any_process(out_of_time) if multi_process else out_of_time:
+                    summary["out_of_time"] = True
+                    break
         summary["skipped_nonfinite"] = _check_health(health_r, metrics, train_cfg, checkpointer)
         state = jax.device_get(unreplicate(state_r))
         checkpointer.save(step, state)

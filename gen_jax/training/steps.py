@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import optax
 import jax.numpy as jnp
 from jax import lax
 
@@ -123,6 +124,14 @@ class GANObjective:
         """The mean D output reported in metrics: a probability for bce, the raw score otherwise."""
         return jnp.mean(jax.nn.sigmoid(logits) if self.loss == "bce" else logits)
 
+    def accuracies(self, real_logits: jax.Array, fake_logits: jax.Array) -> dict:
+        """D's accuracy on real and on fake images: the share it puts on the right side of its loss's decision
+        point (logit 0 for bce and hinge, output 0.5 for lsgan's 1/0 targets); none for a Wasserstein critic."""
+        if self.loss == "wasserstein":
+            return {}
+        threshold = 0.5 if self.loss == "lsgan" else 0.0
+        return {"d_real_accuracy": jnp.mean(real_logits > threshold), "d_fake_accuracy": jnp.mean(fake_logits < threshold)}
+
 
 def update_network(state: AdversarialState, name: str, grads, *, axis_name: str | None, model_state=None,
                    clip_value: float = 0.0) -> AdversarialState:
@@ -142,7 +151,8 @@ def critic_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *
     """One discriminator (critic) update of a GAN on real images [B, H, W, C] in [-1, 1] (labels real_y or None)
     against fresh fakes: the adversarial loss, plus the gradient penalty and historical averaging when on.
 
-    Returns (state, metrics): d_loss, d_real, d_fake, and w_distance, gp, d_history, d_weight_max when they apply.
+    Returns (state, metrics): d_loss, d_real, d_fake, d_grad_norm (of the averaged gradients), d_real_accuracy and
+    d_fake_accuracy (not for wasserstein), and w_distance, gp, d_history, d_weight_max when they apply.
     """
     z, fake_y = gan.generator_inputs(keys.noise, real.shape[0], latent_dim=generator.latent_dim,
                                      num_classes=generator.num_classes, axis_name=axis_name)
@@ -157,7 +167,8 @@ def critic_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *
                                          rngs={"dropout": keys.second_pass})
         adv = jnp.mean(losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits,
                                                  kind=objective.loss, real_label=objective.real_label))
-        metrics = {"d_loss": adv, "d_real": objective.reported(real_logits), "d_fake": objective.reported(fake_logits)}
+        metrics = {"d_loss": adv, "d_real": objective.reported(real_logits), "d_fake": objective.reported(fake_logits),
+                   **objective.accuracies(real_logits, fake_logits)}
         total = adv
         if objective.loss == "wasserstein":
             metrics["w_distance"] = jnp.mean(real_logits) - jnp.mean(fake_logits)
@@ -173,8 +184,10 @@ def critic_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *
         return total, (ms, metrics)
 
     grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
+    grads = pmean(grads, axis_name)
+    metrics["d_grad_norm"] = optax.tree.norm(grads)
     state = state.with_network("generator", g.replace(model_state=g_model_state))
-    state = update_network(state, "discriminator", grads, axis_name=axis_name, model_state=model_state,
+    state = update_network(state, "discriminator", grads, axis_name=None, model_state=model_state,  # averaged
                            clip_value=objective.clip_value)
     if objective.clip_value:
         metrics["d_weight_max"] = jnp.max(jnp.stack([jnp.max(jnp.abs(p))
@@ -186,7 +199,8 @@ def generator_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys
                      objective: GANObjective, axis_name: str | None):
     """One generator update of a GAN (real images are used only by feature matching), then its EMA.
 
-    Returns (state, metrics): g_loss (the adversarial or feature-matching part), and g_history when on.
+    Returns (state, metrics): g_loss (the adversarial or feature-matching part), g_grad_norm (of the averaged
+    gradients), and g_history when on.
     """
     z, fake_y = gan.generator_inputs(keys.noise, real.shape[0], latent_dim=generator.latent_dim,
                                      num_classes=generator.num_classes, axis_name=axis_name)
@@ -212,7 +226,9 @@ def generator_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys
         return adv, (g_model_state, metrics)
 
     grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(g.params)
-    state = update_network(state, "generator", grads, axis_name=axis_name, model_state=model_state)
+    grads = pmean(grads, axis_name)
+    metrics["g_grad_norm"] = optax.tree.norm(grads)  # vanishes when D wins under the saturating loss
+    state = update_network(state, "generator", grads, axis_name=None, model_state=model_state)  # averaged
     g = state["generator"]
     ema = gan.ema_update(state.ema_params["generator"], g.params, objective.ema_decay, g.step)
     return state.replace(ema_params={**state.ema_params, "generator": ema}), metrics
@@ -247,7 +263,9 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
       axis_name: the device axis, or None when not mapped.
     Returns:
       step(state, batch, key) -> (state, metrics): d_loss, g_loss (adversarial parts), d_real and d_fake (mean D
-      output: probability for bce, raw score otherwise), gp, w_distance (wasserstein), d_weight_max (largest
+      output: probability for bce, raw score otherwise), d_grad_norm and g_grad_norm (global norms of each
+      network's averaged gradients), d_real_accuracy and d_fake_accuracy (D's hit rates; not for
+      wasserstein), gp, w_distance (wasserstein), d_weight_max (largest
       |parameter| after clipping, when clipping), d_history and g_history (the historical-averaging distances
       ||theta - mean||^2, when on).
     """
