@@ -3,6 +3,7 @@
     python -m gen_jax.evaluate --workdir=RUN [--classifier=DIR] [--num=N] [--checkpoint=latest|best]
     python -m gen_jax.evaluate --samples=FILE.npz --data=SOURCE --classifier=DIR
     python -m gen_jax.evaluate --workdir=RUN --extractor=inception --inception_weights=inception_fid.npz
+    python -m gen_jax.evaluate --workdir=CONDITIONAL_RUN --cas     # + classification accuracy score (60k samples)
 
 `--extractor=inception` scores in the FID InceptionV3's space instead (numbers comparable with papers); its
 weights come from pytorch-fid's file, converted once: python -m gen_jax.inception_weights --help.
@@ -20,7 +21,7 @@ import jax
 
 from gen_jax import data
 from gen_jax.errors import UserError
-from gen_jax.evaluation import inception, sample_quality
+from gen_jax.evaluation import domain_classifier, inception, sample_quality
 from gen_jax.training.runs import restore_run
 
 
@@ -42,11 +43,17 @@ def _score_run(args) -> tuple[dict, str]:
     if not classifier_dir and args.extractor == "classifier":
         raise UserError("no classifier: pass --classifier=DIR (train one with python -m gen_jax.classifier "
                         f"--data={run.config.data.source} --workdir=DIR)")
-    num = len(run.dataset.test_images) if args.num is None else args.num
+    num = (60_000 if args.cas else len(run.dataset.test_images)) if args.num is None else args.num
     images, labels = run.task.sample(run.state, jax.random.fold_in(jax.random.key(args.seed), 1), num)
     record = _score(args, data.quantize(images), labels, run.dataset, classifier_dir,
                     f"{os.path.abspath(args.workdir)} ({args.checkpoint} checkpoint, step {run.step})")
     record["step"] = run.step
+    if args.cas:  # the judge's own architecture and training settings, trained on the samples
+        spec = domain_classifier.load(classifier_dir).spec if classifier_dir else {}
+        settings = {k: v for k, v in spec.get("train", {}).items() if k in ("epochs", "batch_size", "learning_rate")}
+        record["classification_accuracy_score"] = sample_quality.classification_accuracy_score(
+            data.quantize(images), labels, run.dataset, arch=spec.get("arch"), options=spec.get("options"),
+            seed=args.seed, **settings)
     return record, args.out or os.path.join(args.workdir, "eval.json")
 
 
@@ -68,6 +75,10 @@ def _print(record: dict, out: str) -> None:
         print(f"  {name:16s} {entry['value']:.5g}{std}")
     if "class_counts" in record:
         print(f"  class_counts     {record['class_counts']}")
+    if "classification_accuracy_score" in record:
+        cas = record["classification_accuracy_score"]
+        print(f"  CAS              {cas['cas']:.4f} (trained on {cas['num_samples']} samples; on real images: "
+              f"{cas['real_accuracy']:.4f})")
     print(f"-> {out} (sample_metrics)")
 
 
@@ -92,6 +103,9 @@ def main(argv=None) -> int:
                                                         f"{sample_quality.REFERENCE_CACHE})")
     parser.add_argument("--out", default="", help="JSON file to write (default: eval.json in the run's folder or "
                                                   "next to the samples); other keys in it are kept")
+    parser.add_argument("--cas", action="store_true", help="with --workdir of a conditional model: also the "
+                        "classification accuracy score (a classifier trained on --num samples, default 60000, "
+                        "tested on the real test split, beside one trained on the real training split)")
     args = parser.parse_args(argv)
     try:
         if args.num is not None and args.num <= 0:
@@ -100,6 +114,8 @@ def main(argv=None) -> int:
             raise UserError(f"--out {args.out} is a folder: pass a .json file path")
         if bool(args.workdir) == bool(args.samples):
             raise UserError("pass either --workdir=RUN (sample a trained run) or --samples=FILE.npz --data=SOURCE")
+        if args.cas and not args.workdir:
+            raise UserError("--cas needs --workdir=RUN (a conditional model to sample)")
         record, out = _score_samples_file(args) if args.samples else _score_run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -185,3 +185,19 @@ def test_gan_training_scores_its_samples_in_classifier_space(tmp_path, classifie
     assert all("eval/label_accuracy" in row and row["eval/num_samples"] == 100 for row in evals)
     assert np.isfinite(summary["eval"]["fid"])
     assert json.loads(open(os.path.join(workdir, "best.json")).read())["metric"] == "fid"
+
+
+def test_classification_accuracy_score_against_its_definition():
+    """CAS trains the classifier on the samples and tests it on real images: real training images as the
+    'samples' score exactly the real-trained accuracy; the same images with shuffled labels score near chance."""
+    digits = data.load("digits")
+    settings = dict(options={"widths": [8, 16], "feature_dim": 32, "dropout": 0.1}, epochs=8, batch_size=64,
+                    learning_rate=5e-3)
+    same = sample_quality.classification_accuracy_score(digits.train_images, digits.train_labels, digits, **settings)
+    assert same["cas"] == same["real_accuracy"] > 0.8
+    shuffled = np.random.default_rng(0).permutation(digits.train_labels)
+    noise = sample_quality.classification_accuracy_score(data.quantize(digits.train_images), shuffled, digits,
+                                                         with_real=False, **settings)
+    assert noise["cas"] < 0.3 and "real_accuracy" not in noise
+    with pytest.raises(UserError, match="conditional"):
+        sample_quality.classification_accuracy_score(digits.train_images, None, digits)

@@ -126,3 +126,14 @@ def test_time_budget_stops_then_saves_samples_and_evaluates(tmp_path):
     assert json.load(open(tmp_path / "eval.json"))["step"] == summary["step"]
     assert str(summary["step"]) in os.listdir(tmp_path / "checkpoints")
     assert any(name.endswith(f"_{summary['step']:06d}.png") for name in os.listdir(tmp_path / "samples"))
+
+
+@pytest.mark.slow
+def test_evaluate_cli_reports_the_classification_accuracy_score(cgan_run, digits_classifier_dir, capsys):
+    from gen_jax import evaluate
+    workdir, _ = cgan_run
+    assert evaluate.main([f"--workdir={workdir}", f"--classifier={digits_classifier_dir}", "--cas",
+                          "--num=1500"]) == 0
+    cas = json.load(open(os.path.join(workdir, "eval.json")))["sample_metrics"]["classification_accuracy_score"]
+    assert cas["num_samples"] == 1500 and 0.3 < cas["cas"] <= 1 and cas["real_accuracy"] > 0.8
+    assert "CAS" in capsys.readouterr().out

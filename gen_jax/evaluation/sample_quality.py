@@ -201,6 +201,31 @@ def score(images, labels, classifier_dir: str, dataset, *, split: str = "test", 
             "metrics": describe(results), "class_counts": results["class_counts"], "seed": seed}
 
 
+def classification_accuracy_score(images, labels, dataset, *, with_real: bool = True, **train_options) -> dict:
+    """The classification accuracy score (Ravuri & Vinyals 2019): a digit classifier trained only on generated
+    `images` [N, H, W, C] (uint8 or [0, 1]) with the `labels` they were drawn for, tested on `dataset`'s real
+    test split; with_real, beside the same classifier trained the same way on the real training split.
+
+    Synthetic data used as training data (the seed's "data augmentation" application): close to the real
+    accuracy only when the samples are right, diverse and of the asked class. train_options go to
+    `domain_classifier.train` (arch, options, epochs, batch_size, learning_rate, seed).
+    """
+    if labels is None:
+        raise UserError("the classification accuracy score needs a conditional model (samples with labels)")
+    images = np.asarray(images)
+    images = images / np.float32(255) if images.dtype == np.uint8 else images.astype(np.float32)
+    synthetic = dataclasses.replace(dataset, name=f"samples of {dataset.name}", train_images=images,
+                                    train_labels=np.asarray(labels, np.int32))
+
+    def accuracy(ds) -> float:
+        return classifier_lib.train(ds, progress=False, **train_options).spec["test_accuracy"]
+
+    result = {"cas": accuracy(synthetic), "num_samples": len(images)}
+    if with_real:
+        result["real_accuracy"] = accuracy(dataset)
+    return result
+
+
 def write_record(out: str, record: dict) -> None:
     """Stores `record` under 'sample_metrics' in the JSON file `out`, keeping its other keys (a run's
     eval.json keeps the training evaluation)."""
