@@ -2,6 +2,7 @@
 
   python benchmarks/scaling.py memory [--images=50000 --folder=DIR]   # writes the PNGs first (not committed)
   python benchmarks/scaling.py processes                              # MNIST VAE: 1x1, 1x2, 2x1 processes x devices
+  python benchmarks/scaling.py report                                 # docs/scaling.md's tables from the rows
 
 Every measurement is `train.py` (configs/vae.py) in its own subprocess: its peak resident memory (the child's
 ru_maxrss), the trainer's logged images/s (median over log steps after the first) and startup_seconds. Rows go
@@ -126,14 +127,54 @@ def processes(args) -> None:
                     "pipeline": pipeline, "round": rnd, "steps": args.steps, "batch": 128, **result})
 
 
+def report(path: str = RESULTS) -> str:
+    """The two markdown tables of docs/scaling.md from the raw rows: medians and min-max over rounds."""
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+
+    def cell(group, key):
+        values = sorted(r[key] for r in group)
+        middle = statistics.median(values)
+        return f"{middle:.0f} ({values[0]:.0f}-{values[-1]:.0f})" if len(values) > 1 else f"{middle:.0f}"
+
+    out = []
+    memory_groups = {}
+    for r in rows:
+        if r["benchmark"] == "memory":
+            memory_groups.setdefault((r["images"], r["pipeline"]), []).append(r)
+    if memory_groups:
+        out += ["| training images (PNG) | pipeline | peak RSS, MB | images/s | start-up, s | rounds | commit |",
+                "|---|---|---|---|---|---|---|"]
+        for (images, pipeline), group in sorted(memory_groups.items()):
+            out.append(f"| {images:,} | {pipeline} | {cell(group, 'peak_rss_mb')} | {cell(group, 'images_per_sec')} | "
+                       f"{cell(group, 'startup_seconds')} | {len(group)} | "
+                       f"{', '.join(sorted({g['commit'] for g in group}))} |")
+        out.append("")
+    process_groups = {}
+    for r in rows:
+        if r["benchmark"] == "processes":
+            process_groups.setdefault((r["processes"], r["devices_per_process"], r["pipeline"]), []).append(r)
+    if process_groups:
+        out += ["| processes x devices | pipeline | images/s | peak RSS per process, MB | start-up, s | rounds | commit |",
+                "|---|---|---|---|---|---|---|"]
+        for (procs, devices, pipeline), group in sorted(process_groups.items(), key=lambda kv: (kv[0][2], kv[0][:2])):
+            out.append(f"| {procs} x {devices} | {pipeline} | {cell(group, 'images_per_sec')} | "
+                       f"{cell(group, 'peak_rss_mb')} | {cell(group, 'startup_seconds')} | {len(group)} | "
+                       f"{', '.join(sorted({g['commit'] for g in group}))} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("memory", "processes"))
+    parser.add_argument("what", choices=("memory", "processes", "report"))
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--folder", default="", help="where the PNGs go (default: a folder in the temp dir)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.what == "report":
+        print(report())
+        return
     memory(args) if args.what == "memory" else processes(args)
 
 
