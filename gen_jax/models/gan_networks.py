@@ -112,9 +112,8 @@ class DCGANGenerator(_GeneratorOptions):
         h = layers.Dense(self.base * (height // scale) * (width // scale), weight_init=self.weight_init)(
             _with_label(z, labels, self.num_classes))
         h = _batch_norm(train, 1e-5, self.axis_name)(h.reshape(-1, height // scale, width // scale, self.base))
-        for c in self.channels:
-            h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)  # nn.Upsample(scale_factor=2): nearest
-            h = layers.Conv(c, (3, 3), weight_init=self.weight_init)(h)
+        for c in self.channels:  # nn.Upsample(scale_factor=2) (nearest), then the conv
+            h = layers.Conv(c, (3, 3), weight_init=self.weight_init, upsample=2)(h)
             h = _leaky(_batch_norm(train, self.bn_eps, self.axis_name)(h))
         return jnp.tanh(layers.Conv(out_channels, (3, 3), weight_init=self.weight_init)(h))
 

@@ -1,6 +1,6 @@
-"""Layers the networks share: spectrally normalised Dense/Conv, resolution changes by reshaping
-(space-to-depth, depth-to-space), batch-consistent dropout, and the two minibatch layers that let a
-discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
+"""Layers the networks share: spectrally normalised Dense/Conv (with the convolution forms that are fastest on
+XLA:CPU), resolution changes by reshaping (space-to-depth, depth-to-space), batch-consistent dropout, and the two
+minibatch layers that let a discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
 
 Layers that look across the batch or draw noise take an `axis_name`: under `pmap` they see the global batch
 (`lax.all_gather`) or cut their noise from the global draw (`parallel.local_rows`), so N devices compute what
@@ -14,6 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gen_jax.errors import ConfigError
@@ -102,16 +103,31 @@ def _conv(x, kernel, strides=(1, 1), padding="SAME"):
     return lax.conv_general_dilated(x, kernel, tuple(strides), padding, dimension_numbers=_NHWC)
 
 
-@jax.custom_vjp
-def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 'SAME' NHWC convolution (odd kernel sizes) with a fast kernel gradient on XLA:CPU.
+def cpu_fast_path() -> bool:
+    """Whether `Conv` takes its XLA:CPU formulations (`conv_same`, `upsample_conv`): on the CPU backend only;
+    a GPU or TPU run keeps the plain convolutions."""
+    return jax.default_backend() == "cpu"
 
-    XLA:CPU computes a convolution's kernel gradient as a convolution with a huge (H x W) window, ~20x
-    slower than the forward pass for a DCGAN generator's 28x28 128 -> 64 conv; here it is one matmul per
-    kernel tap (`_kernel_grad`), and the input gradient is the forward convolution with the flipped kernel.
-    Same values as `lax.conv_general_dilated`.
+
+NARROW_OUTPUT = 8  # conv_same's tap-matmul form pays up to this many output channels (docs/speed.md)
+
+
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'SAME' NHWC convolution (odd kernel sizes), in the form that is fastest on XLA:CPU.
+
+    A narrow output (at most NARROW_OUTPUT channels, e.g. a decoder's last layer to the image) is one matmul of
+    every pixel against all kernel taps, [N*H*W, C_in] @ [C_in, taps * C_out], then the sum of each tap's
+    shifted output: the convolution's FLOPs without XLA:CPU's slow narrow-output convolution kernels, and
+    autodiff of a matmul for the gradients. Wider outputs are XLA's own convolution and gradients, which
+    now beat a matmul per tap (timings: docs/speed.md). Same values as `lax.conv_general_dilated` up to float
+    rounding.
     """
-    return _conv(x, kernel)
+    kh, kw, cin, cout = kernel.shape
+    if cout > NARROW_OUTPUT:
+        return _conv(x, kernel)
+    taps = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+    taps = taps.reshape(*x.shape[:3], kh, kw, cout)
+    return sum(_shift(taps[..., i, j, :], i - kh // 2, j - kw // 2) for i in range(kh) for j in range(kw))
 
 
 def _shift(x: jax.Array, di: int, dj: int) -> jax.Array:
@@ -119,34 +135,27 @@ def _shift(x: jax.Array, di: int, dj: int) -> jax.Array:
     return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (-di, di, 0), (-dj, dj, 0), (0, 0, 0)])
 
 
-def _kernel_grad(x: jax.Array, g: jax.Array, kernel_shape) -> jax.Array:
-    """d(sum g * conv_same(x, k)) / dk: tap (i, j) is shift(x, i - ci, j - cj)^T g = x^T shift(g, ci - i, cj - j).
+# Which 3x3 taps land on each of the two source pixels a 2x-upsampled output pixel's 3-tap window covers:
+# [output parity, source pixel (the lower first), kernel tap].
+_UPSAMPLED_TAPS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
 
-    The operand with fewer channels is the one shifted (9 copies of it instead of an im2col matrix of the
-    other, which XLA:CPU concatenates slowly), and each matmul puts the small side first (timings against
-    im2col and XLA's own gradient: docs/design-notes.md).
+
+def upsample(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Nearest-neighbour upsampling of NHWC maps (PyTorch's nn.Upsample(scale_factor=factor))."""
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`_conv(upsample(x, 2), kernel)` for a 3x3 kernel, stride 1, 'SAME', computed at x's resolution.
+
+    Output pixel (2i + a, 2j + b) sees a 2x2 window of x, each tap the sum of the 3x3 taps that fall on that
+    pixel; the four parities (a, b) are four 2x2 convolutions of x, interleaved by `depth_to_space`: 16/36 of
+    the FLOPs, and no upsampled map (timings: docs/speed.md). Same values up to float rounding; the gradients
+    follow by autodiff.
     """
-    kh, kw, cin, cout = kernel_shape
-    taps = [(i - kh // 2, j - kw // 2) for i in range(kh) for j in range(kw)]
-    xs, gs = x.reshape(-1, cin), g.reshape(-1, cout)
-    if cin <= cout:
-        grads = [_shift(x, di, dj).reshape(-1, cin).T @ gs for di, dj in taps]
-    else:
-        grads = [(_shift(g, -di, -dj).reshape(-1, cout).T @ xs).T for di, dj in taps]
-    return jnp.stack(grads).reshape(kernel_shape)
-
-
-def _conv_same_fwd(x, kernel):
-    return _conv(x, kernel), (x, kernel)
-
-
-def _conv_same_bwd(residuals, g):
-    x, kernel = residuals
-    grad_x = _conv(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
-    return grad_x, _kernel_grad(x, g, kernel.shape)
-
-
-conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+    phases = jnp.einsum("aui,bvj,ijco->abuvco", _UPSAMPLED_TAPS, _UPSAMPLED_TAPS, kernel)
+    outs = [_conv(x, phases[a, b], padding=((1 - a, a), (1 - b, b))) for a in (0, 1) for b in (0, 1)]
+    return depth_to_space(jnp.concatenate(outs, axis=-1))
 
 
 def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
@@ -167,7 +176,10 @@ class Conv(nn.Module):
     """NHWC convolution (HWIO kernel) with a choice of initialisation and an optional spectral normalisation.
 
     `padding` is passed to `lax.conv_general_dilated`: ((1, 1), (1, 1)) reproduces PyTorch's padding=1 for
-    stride-2 3x3 convs exactly (Flax 'SAME' pads asymmetrically there).
+    stride-2 3x3 convs exactly (Flax 'SAME' pads asymmetrically there). `upsample` > 1 first upsamples the
+    input by nearest neighbour (nn.Upsample(scale_factor=upsample)), at no extra parameters. On XLA:CPU
+    (`cpu_fast_path`; `fast_path` forces it on or off) stride-1 'SAME' convs take `conv_same` and 2x-upsampled
+    3x3 ones `upsample_conv`: the same function, computed faster there.
     """
 
     features: int
@@ -177,6 +189,8 @@ class Conv(nn.Module):
     spectral_norm: bool = False
     power_iterations: int = 1
     weight_init: str = "flax"
+    upsample: int = 1
+    fast_path: bool | None = None
 
     @nn.compact
     def __call__(self, x, *, update_stats: bool = False):
@@ -186,11 +200,13 @@ class Conv(nn.Module):
         if self.spectral_norm:
             kernel = spectral_normalize(self, kernel, n_steps=self.power_iterations, update_stats=update_stats)
         padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-        odd = all(k % 2 for k in self.kernel_size)
-        if padding == "SAME" and tuple(self.strides) == (1, 1) and odd and jax.default_backend() == "cpu":
-            y = conv_same(x, kernel)  # same values; kernel gradient up to 14x faster on XLA:CPU
+        same = padding == "SAME" and tuple(self.strides) == (1, 1) and all(k % 2 for k in self.kernel_size)
+        fast = cpu_fast_path() if self.fast_path is None else self.fast_path
+        if fast and same and self.upsample == 2 and tuple(self.kernel_size) == (3, 3):
+            y = upsample_conv(x, kernel)
         else:
-            y = _conv(x, kernel, self.strides, padding)
+            x = upsample(x, self.upsample) if self.upsample > 1 else x
+            y = conv_same(x, kernel) if fast and same else _conv(x, kernel, self.strides, padding)
         return y + self.param("bias", bias_init, (self.features,))
 
 

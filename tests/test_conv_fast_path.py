@@ -1,0 +1,61 @@
+"""The XLA:CPU convolution forms in gen_jax.models.layers compute the plain convolution's function: values and
+gradients (in inputs and kernels) against `lax.conv_general_dilated`, under jax.jit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gen_jax.models import gan_networks, layers
+
+
+def _plain(x, k):
+    return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _assert_same_function(fast, plain, x, k):
+    """Equal values, and equal gradients of a non-linear scalar of the output in both arguments."""
+    np.testing.assert_allclose(jax.jit(fast)(x, k), plain(x, k), rtol=1e-5, atol=1e-5)
+    loss = lambda conv: (lambda x, k: jnp.sum(jnp.sin(conv(x, k))))
+    got = jax.jit(jax.grad(loss(fast), (0, 1)))(x, k)
+    want = jax.grad(loss(plain), (0, 1))(x, k)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 6, 1), (3, 3, 2, 8), (5, 5, 3, 2), (3, 3, 4, 9)])
+def test_conv_same_is_the_plain_convolution(kernel_shape):
+    """Narrow outputs (tap matmuls, 3x3 and 5x5) and a wide one (XLA's convolution)."""
+    x = jax.random.normal(jax.random.key(0), (2, 6, 5, kernel_shape[2]))
+    k = jax.random.normal(jax.random.key(1), kernel_shape)
+    _assert_same_function(layers.conv_same, _plain, x, k)
+
+
+@pytest.mark.parametrize("shape, features", [((2, 4, 4, 3), 5), ((3, 7, 5, 2), 1), ((1, 2, 3, 8), 16)])
+def test_upsample_conv_is_upsample_then_conv(shape, features):
+    x = jax.random.normal(jax.random.key(2), shape)
+    k = jax.random.normal(jax.random.key(3), (3, 3, shape[-1], features))
+    assert layers.upsample_conv(x, k).shape == (shape[0], 2 * shape[1], 2 * shape[2], features)
+    _assert_same_function(layers.upsample_conv, lambda x, k: _plain(layers.upsample(x), k), x, k)
+
+
+@pytest.mark.parametrize("options", [dict(features=4), dict(features=12, upsample=2), dict(features=2, upsample=2),
+                                     dict(features=5, strides=(2, 2), padding=((1, 1), (1, 1)))])
+def test_conv_module_fast_path_is_the_plain_path(options):
+    """Same parameters and the same function either way, so checkpoints and results carry across backends."""
+    x = jax.random.normal(jax.random.key(4), (2, 6, 6, 3))
+    fast, plain = layers.Conv(fast_path=True, **options), layers.Conv(fast_path=False, **options)
+    params = fast.init(jax.random.key(5), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, plain.init(jax.random.key(5), x))
+    apply = lambda module: (lambda x, p: module.apply(p, x))
+    _assert_same_function(apply(fast), apply(plain), x, params)
+
+
+def test_dcgan_generator_is_the_same_on_the_fast_path(monkeypatch):
+    generator = gan_networks.DCGANGenerator(image_shape=(8, 8, 1), latent_dim=4, base=8, channels=(6, 4))
+    z = jax.random.normal(jax.random.key(6), (3, 4))
+    variables = generator.init(jax.random.key(7), z)
+    run = lambda v, z: generator.apply(v, z, train=True, mutable=["batch_stats"])[0]
+    fast = jax.jit(run)(variables, z)
+    monkeypatch.setattr(layers, "cpu_fast_path", lambda: False)
+    np.testing.assert_allclose(fast, jax.jit(run)(variables, z), rtol=1e-5, atol=1e-5)
