@@ -123,6 +123,52 @@ def vae_loss(recon_x, x, mu, logvar, beta=1.0):
     return bce + beta * kld
 
 
+class ConvVariationalAutoencoder(nn.Module):
+    """GAP: gen_jax's conv VAE (configs/conv_vae.py; the seed has no convolutional model), for the speed table.
+
+    Down: two halvings, each pixel-unshuffle then a 3x3 conv + ReLU, Dense(hidden) + ReLU, (mu, logvar). Up:
+    Dense(hidden) + ReLU, Dense to an (H/4, W/4) map + ReLU, two doublings (3x3 conv to 4x the channels,
+    pixel-shuffle, ReLU), a 3x3 conv to the image, sigmoid. Same layer sizes as gen_jax's; PyTorch's unshuffle
+    orders a patch's channels differently (a permutation of the conv's inputs). Takes and returns flat
+    NHWC-order images, like VariationalAutoencoder, so vae_loss and the evaluation helpers apply unchanged.
+    """
+
+    def __init__(self, image_shape, latent_dim=32, channels=(16, 32), hidden=512):
+        super().__init__()
+        h, w, c = image_shape
+        if h % 4 or w % 4:
+            raise ValueError(f"ConvVariationalAutoencoder needs height and width divisible by 4, got {h}x{w}")
+        self.image_shape, self.map_shape = (h, w, c), (channels[-1], h // 4, w // 4)
+        down, cin = [], c
+        for ch in channels:
+            down += [nn.PixelUnshuffle(2), nn.Conv2d(4 * cin, ch, 3, padding=1), nn.ReLU()]
+            cin = ch
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(cin * h * w // 16, hidden), nn.ReLU())
+        self.fc_mu, self.fc_logvar = nn.Linear(hidden, latent_dim), nn.Linear(hidden, latent_dim)
+        up = []
+        for ch in reversed(channels):
+            up += [nn.Conv2d(cin, 4 * ch, 3, padding=1), nn.PixelShuffle(2), nn.ReLU()]
+            cin = ch
+        self.fc_up = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(),
+                                   nn.Linear(hidden, channels[-1] * h * w // 16), nn.ReLU())
+        self.decoder = nn.Sequential(*up, nn.Conv2d(cin, c, 3, padding=1), nn.Sigmoid())
+
+    def encode(self, x):
+        h, w, c = self.image_shape
+        hidden = self.encoder(x.view(x.size(0), h, w, c).permute(0, 3, 1, 2))
+        return self.fc_mu(hidden), self.fc_logvar(hidden)
+
+    def decode(self, z):
+        out = self.decoder(self.fc_up(z).view(z.size(0), *self.map_shape))
+        return out.permute(0, 2, 3, 1).reshape(z.size(0), -1)
+
+    reparameterize = VariationalAutoencoder.reparameterize
+    forward = VariationalAutoencoder.forward
+
+
+VAE_CLASSES = (VariationalAutoencoder, ConvVariationalAutoencoder)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # GANs (seed code, plus the discriminators the seed omits)
 # ----------------------------------------------------------------------------------------------------------
@@ -312,7 +358,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
     """WGAN-GP penalty (Gulrajani et al. 2017): mean (||grad critic(x_hat)||_2 - 1)^2 on random interpolates
     (alpha ~ U[0, 1] per example unless given, shaped [B, 1, ...])."""
     if alpha is None:
-        alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)))
+        alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     grads, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grads.reshape(grads.size(0), -1).norm(2, dim=1) - 1) ** 2).mean()
@@ -388,8 +434,16 @@ def load_mnist(data_dir, split="train"):
 # Autoencoder training and evaluation
 # ----------------------------------------------------------------------------------------------------------
 
-def make_autoencoder(kind, input_dim, latent_dim=None):
-    """The seed model for `kind`; latent_dim defaults to 32 for the deterministic AEs and 20 for the VAE."""
+def make_autoencoder(kind, input_dim, latent_dim=None, image_shape=None):
+    """The seed model for `kind`; latent_dim defaults to 32 for the deterministic AEs and 20 for the VAE.
+
+    kind "conv_vae" is gen_jax's conv VAE (ConvVariationalAutoencoder, latent 32 by default); it needs
+    image_shape (H, W, C).
+    """
+    if kind == "conv_vae":
+        if image_shape is None:
+            raise ValueError("conv_vae needs image_shape (H, W, C)")
+        return ConvVariationalAutoencoder(tuple(image_shape), latent_dim or 32)
     if kind not in AUTOENCODER_KINDS:
         raise ValueError(f"kind must be one of {AUTOENCODER_KINDS}, got {kind!r}")
     if kind == "vae":
@@ -404,7 +458,7 @@ def autoencoder_loss(kind, model, x, *, beta=1.0, noise_factor=0.3, sparsity_tar
     GAP: the seed never names its reconstruction `criterion`; MSE (mean over pixels) is used for the
     deterministic AEs. The VAE loss is the seed's, summed over the batch (Adam is nearly scale-invariant).
     """
-    if kind == "vae":
+    if kind in ("vae", "conv_vae"):
         recon, mu, logvar = model(x)
         return vae_loss(recon, x, mu, logvar, beta)
     if kind == "denoising":
@@ -415,34 +469,48 @@ def autoencoder_loss(kind, model, x, *, beta=1.0, noise_factor=0.3, sparsity_tar
     return F.mse_loss(model(x), x)
 
 
+def autoencoder_step(kind, x01, *, batch_size=128, lr=1e-3, seed=0, latent_dim=None, compile=False, device=None,
+                     **loss_options):
+    """(model, step): step(i) is one Adam step of the seed autoencoder `kind` on the next batch of x01.
+
+    x01 is float32 [N, H, W, C] in [0, 1]; batches are epoch-wise permutations from `seed` (see epoch_batches),
+    which also seeds torch's RNG (init, noise, posterior samples). compile: run the model under
+    torch.compile. device: where the model and the data live (None: the CPU). loss_options: autoencoder_loss's
+    keywords (beta, noise_factor, sparsity_target, sparsity_weight).
+    """
+    torch.manual_seed(seed)
+    x = _flat(x01).to(device or "cpu")
+    model = make_autoencoder(kind, x.shape[1], latent_dim, image_shape=x01.shape[1:]).to(x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    run = torch.compile(model) if compile else model
+    batches = epoch_batches(len(x), batch_size, seed)
+
+    def step(_):
+        loss = autoencoder_loss(kind, run, x[next(batches).to(x.device)], **loss_options)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    model.train()
+    return model, step
+
+
 def train_autoencoder(kind, x01, *, steps, batch_size=128, lr=1e-3, seed=0, latent_dim=None, beta=1.0,
                       noise_factor=0.3, sparsity_target=0.05, sparsity_weight=0.1, num_threads=None,
                       warmup=20):
     """Trains a seed autoencoder with Adam on x01 (float32 [N, H, W, C] in [0, 1]).
 
     Args:
-      kind: "vanilla", "sparse", "denoising" or "vae".
+      kind: "vanilla", "sparse", "denoising", "vae" (or "conv_vae", see make_autoencoder).
       steps: optimizer steps; batches are epoch-wise permutations from `seed` (see epoch_batches).
       seed: seeds both the batch order and torch's RNG (init, noise, posterior samples).
     Returns:
       (model in eval mode, training images per second excluding the first `warmup` steps).
     """
     set_threads(num_threads)
-    torch.manual_seed(seed)
-    x = _flat(x01)
-    model = make_autoencoder(kind, x.shape[1], latent_dim)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    batches = epoch_batches(len(x), batch_size, seed)
-    kw = dict(beta=beta, noise_factor=noise_factor, sparsity_target=sparsity_target,
-              sparsity_weight=sparsity_weight)
-
-    def step(_):
-        loss = autoencoder_loss(kind, model, x[next(batches)], **kw)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    model.train()
+    model, step = autoencoder_step(kind, x01, batch_size=batch_size, lr=lr, seed=seed, latent_dim=latent_dim,
+                                   beta=beta, noise_factor=noise_factor, sparsity_target=sparsity_target,
+                                   sparsity_weight=sparsity_weight)
     ips = timed_loop(step, steps, batch_size, warmup)
     return model.eval(), ips
 
@@ -468,7 +536,7 @@ def reconstruction_mse(model, x01, *, batch_size=1000):
     x, total = _flat(x01), 0.0
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
-        recon = model.decode(model.encode(xb)[0]) if isinstance(model, VariationalAutoencoder) else model(xb)
+        recon = model.decode(model.encode(xb)[0]) if isinstance(model, VAE_CLASSES) else model(xb)
         total += F.mse_loss(recon, xb, reduction="sum").item()
     return total / x.numel()
 
@@ -478,7 +546,7 @@ def encode(model, x01):
     """Codes [N, latent] as float32 numpy: ReLU codes for the AEs, the posterior mean for the VAE."""
     model.eval()
     x = _flat(x01)
-    codes = model.encode(x)[0] if isinstance(model, VariationalAutoencoder) else model.encoder(x)
+    codes = model.encode(x)[0] if isinstance(model, VAE_CLASSES) else model.encoder(x)
     return codes.numpy().astype(np.float32)
 
 
@@ -553,9 +621,10 @@ def _to_nhwc(out, image_shape):
 
 def _bce_d_step(kind, g, d, opt_d, real, y, z, n_classes):
     """Seed's discriminator step: BCE(D(real), 1) + BCE(D(G(z).detach()), 0) (CGAN: random fake labels)."""
-    ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+    ones, zeros = (torch.ones(len(real), 1, device=real.device),
+                   torch.zeros(len(real), 1, device=real.device))
     if kind == "cgan":
-        fake_y = torch.randint(0, n_classes, (len(real),))
+        fake_y = torch.randint(0, n_classes, (len(real),), device=real.device)
         fake = g(z, fake_y).detach()
         loss = (F.binary_cross_entropy_with_logits(d(real, y), ones)
                 + F.binary_cross_entropy_with_logits(d(fake, fake_y), zeros))
@@ -568,9 +637,9 @@ def _bce_d_step(kind, g, d, opt_d, real, y, z, n_classes):
 
 def _bce_g_step(kind, g, d, opt_g, z, n_classes):
     """Seed's generator step (non-saturating): BCE(D(G(z)), 1) on fresh noise."""
-    ones = torch.ones(len(z), 1)
+    ones = torch.ones(len(z), 1, device=z.device)
     if kind == "cgan":
-        fake_y = torch.randint(0, n_classes, (len(z),))
+        fake_y = torch.randint(0, n_classes, (len(z),), device=z.device)
         loss = F.binary_cross_entropy_with_logits(d(g(z, fake_y), fake_y), ones)
     else:
         loss = F.binary_cross_entropy(d(g(z)), ones)
@@ -582,8 +651,8 @@ def _bce_g_step(kind, g, d, opt_g, z, n_classes):
 def _critic_step(kind, g, critic, opt_c, real, z, *, clip_value, gp_lambda):
     """One critic step: seed's wasserstein_loss with -1 (real) / +1 (fake), then clipping (WGAN) or GP."""
     fake = g(z).detach()
-    loss = (wasserstein_loss(critic(real), -torch.ones(len(real), 1))
-            + wasserstein_loss(critic(fake), torch.ones(len(fake), 1)))
+    ones = torch.ones(len(real), 1, device=real.device)
+    loss = wasserstein_loss(critic(real), -ones) + wasserstein_loss(critic(fake), ones)
     if kind == "wgan_gp":
         loss = loss + gp_lambda * gradient_penalty(critic, real, fake)
     opt_c.zero_grad()
@@ -595,10 +664,61 @@ def _critic_step(kind, g, critic, opt_c, real, z, *, clip_value, gp_lambda):
 
 def _wgan_g_step(g, critic, opt_g, z):
     """Generator step of WGAN / WGAN-GP: minimise -critic(G(z))."""
-    loss = wasserstein_loss(critic(g(z)), -torch.ones(len(z), 1))
+    loss = wasserstein_loss(critic(g(z)), -torch.ones(len(z), 1, device=z.device))
     opt_g.zero_grad()
     loss.backward()
     opt_g.step()
+
+
+def gan_step(kind, x_m11, labels=None, *, batch_size=64, seed=0, latent_dim=100, lr=None, betas=None,
+             n_classes=10, n_critic=5, clip_value=0.01, gp_lambda=10.0, spectral_norm=False, compile=False,
+             device=None):
+    """(generator, discriminator, step, images per step): step(i) is one generator step of the seed GAN `kind`
+    on x_m11 (float32 [N, H, W, C] in [-1, 1]) with the discriminator/critic step(s) before it.
+
+    Options as train_gan. compile: run the networks under torch.compile; for WGAN-GP the generator only, since
+    AOTAutograd cannot differentiate the critic twice (its gradient penalty). device: where the networks,
+    the data and the noise live (None: the CPU).
+    """
+    torch.manual_seed(seed)
+    image_shape = x_m11.shape[1:]
+    if kind == "cgan" and labels is None:
+        raise ValueError("cgan needs labels")
+    g, d = make_gan(kind, image_shape, latent_dim, n_classes)
+    if spectral_norm:
+        for name, module in list(d.named_modules()):
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.utils.parametrizations.spectral_norm(module)
+    device = device or "cpu"
+    g, d = g.to(device), d.to(device)
+    opt_name, default_lr, default_betas = GAN_DEFAULTS[kind]
+    lr, betas = lr or default_lr, betas or default_betas
+    opt_g = _optimizer(g.parameters(), opt_name, lr, betas)
+    opt_d = _optimizer(d.parameters(), opt_name, lr, betas)
+    x = (_nchw(x_m11) if kind in ("dcgan", "cgan") else _flat(x_m11)).to(device)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device) if labels is not None else None
+    batches = (idx.to(device) for idx in epoch_batches(len(x), batch_size, seed))
+    wgan = kind in ("wgan", "wgan_gp")
+    run_g = torch.compile(g) if compile else g
+    run_d = torch.compile(d) if compile and kind != "wgan_gp" else d
+
+    def z():
+        return torch.randn(batch_size, latent_dim, device=device)
+
+    def step(_):
+        if wgan:
+            for _ in range(n_critic):
+                _critic_step(kind, run_g, run_d, opt_d, x[next(batches)], z(), clip_value=clip_value,
+                             gp_lambda=gp_lambda)
+            _wgan_g_step(run_g, run_d, opt_g, z())
+        else:
+            idx = next(batches)
+            _bce_d_step(kind, run_g, run_d, opt_d, x[idx], y[idx] if y is not None else None, z(), n_classes)
+            _bce_g_step(kind, run_g, run_d, opt_g, z(), n_classes)
+
+    g.train()
+    d.train()
+    return g, d, step, batch_size * (n_critic if wgan else 1)
 
 
 def train_gan(kind, x_m11, labels=None, *, steps, batch_size=64, seed=0, latent_dim=100, lr=None,
@@ -618,44 +738,14 @@ def train_gan(kind, x_m11, labels=None, *, steps, batch_size=64, seed=0, latent_
       generator step for the WGANs, batch_size otherwise), excluding the first `warmup` generator steps.
     """
     set_threads(num_threads)
-    torch.manual_seed(seed)
-    image_shape = x_m11.shape[1:]
-    if kind == "cgan" and labels is None:
-        raise ValueError("cgan needs labels")
-    g, d = make_gan(kind, image_shape, latent_dim, n_classes)
-    if spectral_norm:
-        for name, module in list(d.named_modules()):
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.utils.parametrizations.spectral_norm(module)
-    opt_name, default_lr, default_betas = GAN_DEFAULTS[kind]
-    lr, betas = lr or default_lr, betas or default_betas
-    opt_g = _optimizer(g.parameters(), opt_name, lr, betas)
-    opt_d = _optimizer(d.parameters(), opt_name, lr, betas)
-    x = _nchw(x_m11) if kind in ("dcgan", "cgan") else _flat(x_m11)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long) if labels is not None else None
-    batches = epoch_batches(len(x), batch_size, seed)
-    wgan = kind in ("wgan", "wgan_gp")
-
-    def z():
-        return torch.randn(batch_size, latent_dim)
-
-    def step(_):
-        if wgan:
-            for _ in range(n_critic):
-                _critic_step(kind, g, d, opt_d, x[next(batches)], z(), clip_value=clip_value,
-                             gp_lambda=gp_lambda)
-            _wgan_g_step(g, d, opt_g, z())
-        else:
-            idx = next(batches)
-            _bce_d_step(kind, g, d, opt_d, x[idx], y[idx] if y is not None else None, z(), n_classes)
-            _bce_g_step(kind, g, d, opt_g, z(), n_classes)
-
-    g.train()
-    d.train()
-    ips = timed_loop(step, steps, batch_size * (n_critic if wgan else 1), warmup)
+    g, d, step, images_per_step = gan_step(kind, x_m11, labels, batch_size=batch_size, seed=seed,
+                                           latent_dim=latent_dim, lr=lr, betas=betas, n_classes=n_classes,
+                                           n_critic=n_critic, clip_value=clip_value, gp_lambda=gp_lambda,
+                                           spectral_norm=spectral_norm)
+    ips = timed_loop(step, steps, images_per_step, warmup)
     g.eval()
     d.eval()
-    return GanSampler(kind, g, d, image_shape, latent_dim, n_classes), ips
+    return GanSampler(kind, g, d, x_m11.shape[1:], latent_dim, n_classes), ips
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""benchmarks/speed.py without timing anything: what it reads back from a run, the rows -> docs/speed.md
+report, and that every benchmarked config loads with the benchmark's overrides."""
+
+import json
+import os
+import sys
+
+import pytest
+
+# The benchmarks package lives at the repo root, which plain `pytest` does not put on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import speed  # noqa: E402
+from gen_jax import config as config_lib  # noqa: E402
+
+CPU = {"cpu": "Test CPU", "cores": 2, "gpu": None, "jax": "0.0", "torch": "0.0", "device_kind": "cpu"}
+
+
+def _row(run, model, side, round_, ips, quick=False, machine=CPU, **extra):
+    return {"run": run, "commit": "abc1234", "command": "python benchmarks/speed.py", "quick": quick,
+            "machine": machine, "date": "2030-01-02T03:04:05", "kind": "throughput", "model": model, "side": side,
+            "round": round_, "images_per_sec": ips, "first_step_seconds": 2.0, "peak_rss_mb": 500.0,
+            "batch": 64, **extra}
+
+
+def _full_run(run="20300102-030405", machine=CPU):
+    rows = [{**_row(run, None, None, None, None, machine=machine), "kind": "matmul_peak",
+             "matmul_flops_per_sec": 100e9}]
+    for round_, (jax_ips, eager, compiled) in enumerate([(120.0, 100.0, 80.0), (150.0, 100.0, 100.0)], 1):
+        rows += [_row(run, "dcgan", "gen_jax", round_, jax_ips, machine=machine,
+                      achieved_flops_per_sec=jax_ips / 64 * 40e9, matmul_flops_per_sec=100e9),
+                 _row(run, "dcgan", "torch_eager", round_, eager, machine=machine),
+                 _row(run, "dcgan", "torch_compile", round_, compiled, machine=machine),
+                 _row(run, "cyclegan", "gen_jax", round_, 50.0, machine=machine)]
+    return rows
+
+
+def _line(doc, model):
+    return next(line for line in doc.splitlines() if line.startswith(f"| {model} |"))
+
+
+def test_parse_metrics_times_the_intervals_after_the_first_log():
+    lines = [json.dumps({"step": 20, "loss": 1.0, "images_per_sec": 50.0, "startup_seconds": 9.5}),
+             json.dumps({"step": 40, "loss": 0.9, "images_per_sec": 100.0}), "",
+             json.dumps({"step": 60, "loss": 0.8, "images_per_sec": 300.0}),
+             json.dumps({"step": 60, "eval/loss": 0.7})]
+    got = speed.parse_metrics(lines)
+    assert got["startup_seconds"] == 9.5
+    assert got["images_per_sec"] == pytest.approx(150.0)  # 2 equal intervals: total images / total time
+    assert got["images_per_sec_logged"] == [50.0, 100.0, 300.0]
+
+
+def test_parse_metrics_when_the_first_call_ends_on_a_log_step():
+    """Then the first row has the start-up and no throughput (its timer had just started); still the warm-up."""
+    lines = [json.dumps({"step": 20, "startup_seconds": 3.0}), json.dumps({"step": 40, "images_per_sec": 80.0}),
+             json.dumps({"step": 60, "images_per_sec": 80.0})]
+    got = speed.parse_metrics(lines)
+    assert got["startup_seconds"] == 3.0 and got["images_per_sec"] == pytest.approx(80.0)
+
+
+def test_parse_metrics_needs_a_timed_interval():
+    with pytest.raises(ValueError, match="images_per_sec"):
+        speed.parse_metrics([json.dumps({"step": 5, "images_per_sec": 7.0, "startup_seconds": 1.0}),
+                             json.dumps({"step": 5, "eval/loss": 1.0})])
+
+
+def test_report_medians_spreads_and_per_round_ratios():
+    doc = speed.report(_full_run())
+    dcgan = _line(doc, "dcgan").split(" | ")
+    assert dcgan[2:5] == ["100 [100–100]", "90 [80–100]", "135 [120–150]"]  # eager, compile, trainer
+    assert dcgan[5] == "1.35x [1.20x–1.50x]"  # trainer / eager, per round
+    assert dcgan[6] == "1.50x [1.50x–1.50x]"  # trainer / compile: 120/80 and 150/100
+    assert "84.4 G (84%)" in dcgan[9]  # median of 75 and 93.75 GFLOP/s against a 100 GFLOP/s peak
+    cyclegan = _line(doc, "cyclegan")
+    assert "| — | — | 50 [50–50] | — | — |" in cyclegan  # no PyTorch reference: empty torch columns
+    assert "commit `abc1234`" in doc and "`python benchmarks/speed.py`" in doc
+    assert "No GPU row exists yet" in doc
+
+
+def test_report_ignores_quick_rows_and_older_runs():
+    old = [_row("20290101-000000", "dcgan", "gen_jax", 1, 1.0)]
+    quick = [_row("20310101-000000", "dcgan", side, 1, 9999.0, quick=True) for side in speed.SIDES]
+    doc = speed.report(old + _full_run() + quick)
+    assert "9,999" not in doc and "| dcgan | 64 | 100 [100–100] |" in doc
+    assert "| dcgan | 64 |" not in speed.report(quick)  # quick rows alone make no table
+
+
+def test_report_has_a_table_per_machine_and_marks_failures():
+    gpu = {**CPU, "gpu": "Test GPU, 999.0, 80 GiB", "device_kind": "Test GPU"}
+    rows = _full_run() + _full_run("20300103-000000", gpu)
+    rows.append({**_row("20300103-000000", "dcgan", "torch_compile", 3, None, machine=gpu), "error": "exit 1: boom"})
+    del rows[-1]["images_per_sec"]
+    doc = speed.report(rows)
+    assert doc.count("| model | batch |") == 2
+    assert "GPU: Test GPU, 999.0, 80 GiB" in doc and "No GPU row exists yet" not in doc
+    assert "round 3 failed: exit 1: boom" in doc
+
+
+def test_report_compile_cache_table_and_empty_report():
+    rows = [{**_row("20300102-030405", "vae", "gen_jax", None, None), "kind": "compile_cache", "cache": start,
+             "first_step_seconds": seconds} for start, seconds in (("cold", 8.0), ("warm", 2.0))]
+    assert "| vae | 8.0 | 2.0 | 0.25 |" in speed.report(rows)
+    assert "No full run has been committed yet" in speed.report([])
+
+
+def test_report_keeps_the_hand_written_part():
+    doc = speed.report(_full_run(), speed.hand_written(f"old table\n{speed.HAND_WRITTEN}\n## Profile\nnotes\n"))
+    assert doc.rstrip().endswith(f"{speed.HAND_WRITTEN}\n## Profile\nnotes")
+    assert "old table" not in doc
+    assert speed.report([]).rstrip().endswith(speed.HAND_WRITTEN)
+
+
+@pytest.mark.parametrize("name", list(speed.MODELS))
+def test_benchmark_overrides_load(name):
+    """Every model's overrides name real config keys, and a run logs on whole compiled calls."""
+    model = speed.MODELS[name]
+    log_every, intervals = speed._steps(model, type("Args", (), {"quick": False, "steps": 0})())
+    config = config_lib.finalize(config_lib.load(os.path.join(speed.ROOT, "configs", f"{model.config}.py"),
+                                                 speed._overrides(model, speed.MNIST, log_every, intervals)))
+    assert config.train.steps == log_every * (1 + intervals)
+    assert log_every % config.train.steps_per_call == 0
+    assert config.data.source == model.source.format(mnist="../shared/data/mnist")
