@@ -461,7 +461,7 @@ def report(rows, notes: str = "") -> str:
     out = [HEADER.strip(), ""]
     throughput, cache = latest_runs(rows, "throughput"), latest_runs(rows, "compile_cache")
     if not throughput and not cache:
-        out += ["No full run has been committed yet: run the command above on a quiet machine, commit "
+        out += ["No full run has been committed yet: run the command above on a quiet machine, commit\n"
                 "benchmarks/speed_results.jsonl, then `python benchmarks/speed.py --report`.", ""]
     for key in sorted(set(throughput) | set(cache), key=str):
         run_rows = throughput.get(key) or cache[key]
@@ -510,9 +510,12 @@ over rounds with the [min–max] spread; the ratios are per-round ratios.
 - **torch eager / torch.compile**: the seed's model and train step from `benchmarks/torch_seed.py`, timed by
   its `timed_loop` after the same warm-up; time to first step is from the MNIST load to the first step done
   (torch.compile's compilation included).
-- **time to first step, peak RSS**: medians over rounds. Peak RSS is the child process's `ru_maxrss` (the trainer's includes its final evaluation).
+- **time to first step, peak RSS**: medians over rounds. Peak RSS is the child process's `ru_maxrss` (the
+  trainer's includes its final evaluation).
 - **FLOP/s**: FLOPs per step from XLA's cost analysis of gen_jax's compiled step, times the trainer's steps/s,
   against this machine's float32 matmul peak measured in the same run (best of several 4096 x 4096 `jnp.dot`).
+  They are the FLOPs gen_jax computes, which can be fewer than the seed's for the same function (on CPU the
+  DCGAN generator's upsample + conv blocks take 16/36 of theirs: 19.3 instead of 43.8 GFLOP per step).
 """
 
 FOOTER = """
@@ -533,7 +536,8 @@ whose rows are marked quick and never reach these tables.
 
 The same command, on a machine with CUDA builds of jax and torch (`pip install "jax[cuda12]"` and a CUDA torch
 wheel), records the card and driver (`nvidia-smi`) and each side's device memory peak, and gets a table of its
-own; the conv models' CPU fast path is not taken there. Steps are fast on a GPU, so time more of them:
+own; the conv models' CPU fast path is not taken there, and both sides run at their default float32 precision
+(XLA and cuDNN may use TF32 on recent cards). Steps are fast on a GPU, so time more of them:
 
     python benchmarks/speed.py --compile_cache --steps=2000
 """
