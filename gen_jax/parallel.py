@@ -43,8 +43,13 @@ def replicate(tree, devices, axis_name: str):
 
 
 def unreplicate(tree):
-    """The first device's copy of a replicated tree."""
-    return jax.tree.map(lambda x: x[0], tree)
+    """The first local device's copy of a replicated tree, as host arrays read from that device alone.
+
+    Indexing the whole array would run a program over every device (on CPU such programs queued behind
+    collectives can hang), and an array committed to one device could not feed a computation spread over all
+    of them (`spread_rows`); host arrays go wherever they are used.
+    """
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0] if isinstance(x, jax.Array) else x[0], tree)
 
 
 def rows_sharding(num_rows: int) -> NamedSharding | None:

@@ -231,9 +231,9 @@ def gan_task(config, dataset: data.Dataset) -> Task:
         labels = labels_for(num)
         return spread_rows(gan.sample(generator, state, key, num, labels)), labels
 
-    def sample(state, key, num):
-        chunks = [_sample(state, jax.random.fold_in(key, i), min(500, num - i)) for i in range(0, num, 500)]
-        images = np.concatenate([np.asarray(c[0]) for c in chunks])
+    def sample(state, key, num):  # each chunk fetched before the next is dispatched (see parallel.unreplicate)
+        images = np.concatenate([np.asarray(_sample(state, jax.random.fold_in(key, i), min(500, num - i))[0])
+                                 for i in range(0, num, 500)])
         labels = np.asarray(labels_for(num)) if num_classes else None
         return images, labels
 
