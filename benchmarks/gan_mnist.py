@@ -162,7 +162,7 @@ def main(argv=None):
         for workdir in args.rescore_raw.split(","):
             images, labels, ips, config = jax_samples(workdir, raw_weights=True)
             _write(args.out, {"kind": args.kinds, "side": "jax", "commit": benchmarks.commit(),
-                              "rescored_run": workdir, "steps": args.steps, "images_per_sec": round(ips, 1),
+                              "rescored_run": os.path.basename(workdir.rstrip("/")), "steps": args.steps, "images_per_sec": round(ips, 1),
                               **_model_fields(config, "jax"), "weights": "raw", "overrides": {"seed": config.seed},
                               **judge.score(images, labels), "backend": jax.default_backend()})
         return
