@@ -72,6 +72,14 @@ def resident_steps(train_step, carry, train_data, indices, first_step, *, key):
     return device_steps(train_step, carry, batches, first_step, key=key)
 
 
+def _agreed(flag: bool, host_point: bool, multi_process: bool) -> bool:
+    """A stop condition every process acts on at the same step: alone, at once; several, decided together at
+    host points (any process's flag stops them all)."""
+    if not multi_process:
+        return flag
+    return host_point and distributed.any_process(flag)
+
+
 def _event_periods(train) -> list[int]:
     """How often the host reads the devices: log, sample, checkpoint and (when set) eval periods, in steps."""
     return [train.log_every, train.sample_every, train.checkpoint_every] + ([train.eval_every] * (train.eval_every > 0))
@@ -121,7 +129,7 @@ class NonFiniteError(UserError):
 def _host_metrics(metrics, step: int, skip_nonfinite: bool = False) -> dict:
     """Device metrics -> floats at a log step; a NaN or inf stops training with the step that produced it
     (with skip_nonfinite, they are left out: every update of the logged steps was skipped)."""
-    values = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+    values = {k: float(v) for k, v in unreplicate(metrics).items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad and skip_nonfinite:
         return {k: v for k, v in values.items() if k not in bad}
@@ -133,7 +141,7 @@ def _host_metrics(metrics, step: int, skip_nonfinite: bool = False) -> dict:
 def _check_health(health_r, metric_names, train_cfg, checkpointer) -> int:
     """Reads the device's record of rejected (non-finite) updates at a host point; returns how many were
     skipped, or, with train.on_nonfinite='stop', raises NonFiniteError naming the step and the quantity."""
-    health = {k: int(v) for k, v in jax.device_get(unreplicate(health_r)).items()}
+    health = {k: int(v) for k, v in unreplicate(health_r).items()}
     if train_cfg.on_nonfinite == "skip" or health["first_bad_step"] < 0:
         return health["rejected"]
     last = checkpointer.latest_step()
@@ -200,14 +208,14 @@ def _local_indices(config, step: int, num_steps: int, stream_sizes: dict, local_
             for i, (name, n) in enumerate(stream_sizes.items())}
 
 
-def _resident_inputs(config, train_data, first_step, stream_sizes, local_batch, devices):
+def _resident_inputs(config, train_data, stream_sizes, local_batch, devices):
     """The resident pipeline: the training set copied to every local device once; each call's inputs are the
     data and the rows of its batches, gathered on the devices (`resident_steps`)."""
     resident = replicate(data.materialize(train_data), devices, AXIS)
     return lambda step, k: (resident, _local_indices(config, step, k, stream_sizes, local_batch))
 
 
-def _streamed_inputs(config, train_data, first_step, stream_sizes, local_batch, devices):
+def _streamed_inputs(config, train_data, first_step, local_batch, devices):
     """The streaming pipeline: this process's block of each step's batch read on host threads (Grain), k steps
     stacked per call as {batch key: [local devices, k, local_batch, ...]} (`device_steps`). Its position is the
     step, which the checkpoint holds, so a resumed run reads the batches an uninterrupted one would."""
@@ -268,8 +276,8 @@ def train(config, workdir: str) -> dict:
         board.config(config, step)
 
     guarded_step = steps.guard_nonfinite(task.train_step, mode=train_cfg.on_nonfinite)
-    call_inputs = (_resident_inputs if pipeline == "resident" else _streamed_inputs)(
-        config, task.train_data, step, stream_sizes, local_batch, devices)
+    call_inputs = (_resident_inputs(config, task.train_data, stream_sizes, local_batch, devices)
+                   if pipeline == "resident" else _streamed_inputs(config, task.train_data, step, local_batch, devices))
     parallel_steps = jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps,
                                                 guarded_step, key=train_key), axis_name=AXIS, donate_argnums=(0,))
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
@@ -312,22 +320,23 @@ def train(config, workdir: str) -> dict:
                     board.scalars(step, values)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "images_per_sec")
                                  or k.endswith("_loss")}, refresh=False)
-            if step % train_cfg.sample_every == 0 and primary:
-                _write_pictures(task, unreplicate(state_r), dataset, picture_key, workdir, step, board)
-            if step % train_cfg.checkpoint_every == 0:
-                checkpointer.save(step, unreplicate(state_r))
-            if train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps:
-                _evaluate(task, unreplicate(state_r), dataset, eval_key, workdir, step, scorer, best, board, primary)
-            # A signal stops every process at the same step: alone, at once; several, at the next host point.
-            stopping = (distributed.any_process(stop.signum is not None) if host_point
-                        else False) if multi_process else stop.signum is not None
-            if train_cfg.time_budget and (host_point or not multi_process):  # spent: finish as at the last step
-                out_of_time = time.perf_counter() - started > 60 * train_cfg.time_budget
-                if distributed.any_process(out_of_time) if multi_process else out_of_time:
-                    summary["out_of_time"] = True
-                    break
+            pictures = step % train_cfg.sample_every == 0 and primary
+            save = step % train_cfg.checkpoint_every == 0
+            evaluate = train_cfg.eval_every and step % train_cfg.eval_every == 0 and step < train_cfg.steps
+            host_state = unreplicate(state_r) if pictures or save or evaluate else None  # one copy per host point
+            if pictures:
+                _write_pictures(task, host_state, dataset, picture_key, workdir, step, board)
+            if save:
+                checkpointer.save(step, host_state)
+            if evaluate:
+                _evaluate(task, host_state, dataset, eval_key, workdir, step, scorer, best, board, primary)
+            stopping = _agreed(stop.signum is not None, host_point, multi_process)
+            if train_cfg.time_budget and _agreed(time.perf_counter() - started > 60 * train_cfg.time_budget,
+                                                 host_point, multi_process):  # spent: finish as at the last step
+                summary["out_of_time"] = True
+                break
         summary["skipped_nonfinite"] = _check_health(health_r, metrics, train_cfg, checkpointer)
-        state = jax.device_get(unreplicate(state_r))
+        state = unreplicate(state_r)
         checkpointer.save(step, state)
         summary["interrupted"] = (stop.signum or signal.SIGTERM) if stopping else None  # SIGTERM: a peer's signal
 
