@@ -12,10 +12,14 @@ import sys
 
 
 def _interrupted(signum, frame):
-    """Ctrl-C outside the training steps (the loop saves and exits on its own): one line, no traceback."""
+    """Ctrl-C outside the training steps (the loop saves and exits on its own): one line, no traceback.
+
+    Exits with os._exit, not SystemExit: Python runs the handler in whatever frame is current, and an exception
+    raised inside a callback such as JAX's garbage-collection hook is printed as a traceback and swallowed.
+    """
     print("interrupted before training started or after it finished: checkpoints already saved are kept; "
-          "rerun the same command to continue", file=sys.stderr)
-    sys.exit(128 + signum)
+          "rerun the same command to continue", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 signal.signal(signal.SIGINT, _interrupted)  # first, so even an interrupt during the imports below is one line
