@@ -50,6 +50,7 @@ class Judge:
     """The project's own evaluation (gen_jax.evaluate) with a LeNet MNIST classifier, against the MNIST test set."""
 
     def __init__(self, classifier_dir: str, dataset):
+        self.dataset, self.classifier_dir = dataset, classifier_dir
         if not os.path.exists(os.path.join(classifier_dir, classifier_lib.SPEC_FILE)):
             print(f"training the judge (gen_jax.classifier, LeNet) into {classifier_dir}", flush=True)
             classifier_lib.save(classifier_lib.train(dataset, progress=False), classifier_dir)

@@ -141,6 +141,7 @@ def gan_config() -> ml_collections.ConfigDict:
         n_critic=1,                 # discriminator updates per generator update
         clip_value=0.0,             # >0: WGAN weight clipping of the critic
         gp_weight=0.0,              # >0: WGAN-GP gradient penalty weight
+        r1_weight=0.0,              # >0: gamma of the R1 penalty, gamma / 2 * ||grad D(x)||^2 on real images
         real_label=1.0,             # <1: one-sided label smoothing (0.9)
         feature_matching=False,     # generator matches mean discriminator features
         historical_averaging=0.0,   # >0: weight of the historical-averaging penalty (both networks)
@@ -163,7 +164,7 @@ _CHOICES = {  # section.key: allowed values, checked before anything is built or
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear_second_half")
 _NON_NEGATIVE = ("pix2pix.l1_weight", "pix2pix.adversarial_weight", "cyclegan.cycle_weight", "cyclegan.identity_weight", "cyclegan.pool_size", "loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
-                 "gan.gp_weight", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
+                 "gan.gp_weight", "gan.r1_weight", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
 _UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
 
 

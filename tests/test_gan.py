@@ -101,6 +101,20 @@ def test_gradient_penalty_matches_finite_differences():
     np.testing.assert_allclose(gp, expected, rtol=1e-6)
 
 
+def test_r1_penalty_is_the_squared_input_gradient_norm_on_real_images():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(4, 2)).astype(np.float32)
+    real = rng.normal(size=(3, 2, 2, 1)).astype(np.float32)
+
+    def critic(x):  # D(x) = sum(tanh(x W)^2): grad_x = W (2 tanh(xW) (1 - tanh(xW)^2))
+        return jnp.sum(jnp.tanh(x.reshape(x.shape[0], -1) @ w) ** 2, axis=-1)
+
+    t = np.tanh(real.reshape(3, -1) @ w)
+    grads = (2 * t * (1 - t**2)) @ w.T
+    r1 = jax.jit(lambda r: losses.r1_penalty(critic, real=r))(real)
+    np.testing.assert_allclose(r1, np.sum(grads**2, axis=-1), rtol=1e-5)
+
+
 def test_feature_matching_and_historical_averaging_formulas():
     rng = np.random.default_rng(2)
     fr, ff = rng.normal(size=(2, 5, 3)).astype(np.float32)

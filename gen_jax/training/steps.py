@@ -115,6 +115,7 @@ class GANObjective:
     saturating: bool = False
     real_label: float = 1.0
     gp_weight: float = 0.0
+    r1_weight: float = 0.0
     clip_value: float = 0.0
     feature_matching: bool = False
     historical_averaging: float = 0.0
@@ -152,7 +153,7 @@ def critic_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *
     against fresh fakes: the adversarial loss, plus the gradient penalty and historical averaging when on.
 
     Returns (state, metrics): d_loss, d_real, d_fake, d_grad_norm (of the averaged gradients), d_real_accuracy and
-    d_fake_accuracy (not for wasserstein), and w_distance, gp, d_history, d_weight_max when they apply.
+    d_fake_accuracy (not for wasserstein), and w_distance, gp, r1, d_history, d_weight_max when they apply.
     """
     z, fake_y = gan.generator_inputs(keys.noise, real.shape[0], latent_dim=generator.latent_dim,
                                      num_classes=generator.num_classes, axis_name=axis_name)
@@ -178,6 +179,12 @@ def critic_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys, *
             metrics["gp"] = jnp.mean(losses.gradient_penalty(critic, real=real, fake=fake, key=keys.interpolation,
                                                              axis_name=axis_name))
             total = total + objective.gp_weight * metrics["gp"]
+        if objective.r1_weight:
+            def critic_on_real(x):
+                return gan.apply(discriminator, params, ms, x, real_y, train=True,
+                                 rngs={"dropout": keys.first_pass})[0][0]
+            metrics["r1"] = jnp.mean(losses.r1_penalty(critic_on_real, real=real))
+            total = total + 0.5 * objective.r1_weight * metrics["r1"]
         if objective.historical_averaging:
             metrics["d_history"] = losses.historical_averaging(params=params, averages=state.averages["discriminator"])
             total = total + objective.historical_averaging * metrics["d_history"]
@@ -235,8 +242,8 @@ def generator_update(state: AdversarialState, real, real_y, keys: gan.UpdateKeys
 
 
 def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bool = False, n_critic: int = 1,
-                  clip_value: float = 0.0, gp_weight: float = 0.0, real_label: float = 1.0,
-                  feature_matching: bool = False, historical_averaging: float = 0.0, ema_decay: float = 0.999,
+                  clip_value: float = 0.0, gp_weight: float = 0.0, r1_weight: float = 0.0,
+                  real_label: float = 1.0, feature_matching: bool = False, historical_averaging: float = 0.0, ema_decay: float = 0.999,
                   axis_name: str | None = "batch"):
     """The GAN step: `n_critic` critic updates, then one generator update, on an `AdversarialState` with
     networks 'generator' and 'discriminator' (`critic_update`, `generator_update`).
@@ -254,6 +261,7 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
       n_critic: discriminator updates per generator update.
       clip_value: >0 clips every discriminator parameter to [-c, c] after each critic update (WGAN).
       gp_weight: >0 adds gp_weight * gradient penalty on interpolates (WGAN-GP, Gulrajani et al. 2017).
+      r1_weight: gamma > 0 adds gamma / 2 * ||grad_x D(x)||^2 on real images (R1, Mescheder et al. 2018).
       real_label: target for real images in bce/lsgan; 0.9 is one-sided label smoothing.
       feature_matching: the generator minimises ||E f(x) - E f(G(z))||^2 over the discriminator's last hidden
         features (global-batch means) instead of its adversarial loss (Salimans et al. 2016).
@@ -265,13 +273,13 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
       step(state, batch, key) -> (state, metrics): d_loss, g_loss (adversarial parts), d_real and d_fake (mean D
       output: probability for bce, raw score otherwise), d_grad_norm and g_grad_norm (global norms of each
       network's averaged gradients), d_real_accuracy and d_fake_accuracy (D's hit rates; not for
-      wasserstein), gp, w_distance (wasserstein), d_weight_max (largest
+      wasserstein), gp, r1, w_distance (wasserstein), d_weight_max (largest
       |parameter| after clipping, when clipping), d_history and g_history (the historical-averaging distances
       ||theta - mean||^2, when on).
     """
     networks = dict(generator=with_axis(generator, axis_name), discriminator=with_axis(discriminator, axis_name),
-                    objective=GANObjective(loss, saturating, real_label, gp_weight, clip_value, feature_matching,
-                                           historical_averaging, ema_decay),
+                    objective=GANObjective(loss, saturating, real_label, gp_weight, r1_weight, clip_value,
+                                           feature_matching, historical_averaging, ema_decay),
                     axis_name=axis_name)
     conditional = generator.num_classes > 0
 

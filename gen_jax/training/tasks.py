@@ -262,7 +262,7 @@ def gan_task(config, dataset: data.Dataset) -> Task:
 
     step = steps.make_gan_step(generator, discriminator, loss=objective.loss, saturating=objective.saturating,
                                n_critic=objective.n_critic, clip_value=objective.clip_value,
-                               gp_weight=objective.gp_weight, real_label=objective.real_label,
+                               gp_weight=objective.gp_weight, r1_weight=objective.r1_weight, real_label=objective.real_label,
                                feature_matching=objective.feature_matching,
                                historical_averaging=objective.historical_averaging, ema_decay=objective.ema_decay)
     return Task(init_state, step, evaluate, pictures, sample,
