@@ -9,9 +9,13 @@ Each run trains configs/RECIPE.py on MNIST through train.py's loop with `train.t
 10,000 samples from its EMA generator and scores them with benchmarks/gan_mnist.py's judge (the LeNet
 classifier's feature space against the MNIST test set); conditional recipes also get the classification
 accuracy score with --cas (the judge's architecture trained on 60,000 samples, tested on real MNIST test
-images).
-`--cpu=N` pins the run to core N with one XLA thread, so two runs can share the 2-core box without either
-getting more than one core (the row says so). Rows go to benchmarks/gan_recipes_results.jsonl.
+images). Every row also scores the raw generator weights.
+
+--ablate trains the full recipe and each variant of ABLATIONS (one component removed) for the same budget, first
+seed only; the EMA's row is the full recipe's run scored with its raw generator weights (the EMA never feeds
+back into training, so that is exactly the run without it). `--cpu=N` pins the run to core N with one XLA
+thread, so two runs can share the 2-core box without either getting more than one core (the row says so).
+Rows go to benchmarks/gan_recipes_results.jsonl.
 """
 from __future__ import annotations
 
@@ -35,16 +39,14 @@ ABLATIONS = {  # each recipe component, removed alone: what the recipe falls bac
             "discriminator.bn_eps": 0.8, "discriminator.dropout": 0.25},
         "no spectral norm": {"discriminator.spectral_norm": False},
         "bce (non-saturating) instead of hinge": {"gan.loss": "bce"},
-        "no EMA generator": {"gan.ema_decay": 0.0},
-        "batch 64 instead of 32": {"data.batch_size": 64},
     },
     "cgan_recommended": {
         "concatenated labels instead of projection": {"discriminator.conditioning": "concat"},
         "no spectral norm": {"discriminator.spectral_norm": False},
         "bce (non-saturating) instead of hinge": {"gan.loss": "bce"},
-        "no EMA generator": {"gan.ema_decay": 0.0},
     },
 }
+NO_EMA = "no EMA generator (the full recipe's run, its raw weights)"  # the EMA does not feed back into training
 SCORES = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl", "label_accuracy", "cas")
 
 
@@ -69,9 +71,11 @@ def run(recipe: str, seed: int, minutes: float, overrides: dict, judge, cpu: int
     started = time.perf_counter()
     summary = train(config, workdir)
     images, labels, ips, _ = gan_mnist.jax_samples(workdir)
+    raw_images, raw_labels, _, _ = gan_mnist.jax_samples(workdir, raw_weights=True)
     row = {"recipe": recipe, "seed": seed, "minutes": minutes, "overrides": overrides, "steps": summary["step"],
            "images_per_sec": round(ips, 1), "cores": 1 if cpu is not None else os.cpu_count(),
-           "commit": commit(), "backend": jax.default_backend(), **judge.score(images, labels)}
+           "commit": commit(), "backend": jax.default_backend(), **judge.score(images, labels),
+           "raw_weights": judge.score(raw_images, raw_labels)}
     if eval_every:
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             evals = [r for r in map(json.loads, f) if "eval/fid" in r]
@@ -101,6 +105,9 @@ def report(path: str = RESULTS) -> str:
         out += [f"\n**{recipe}**\n", "| variant | minutes x cores | seeds | steps | FID | KID | precision | recall | "
                 "classes | class KL | label acc. | CAS | images/s | commit |", "|---" * 14 + "|"]
         groups: dict = {}
+        for r in list(mine):
+            if "ablation" in r and r["ablation"] == "full recipe":
+                mine.append({**r, **r["raw_weights"], "ablation": NO_EMA})
         for r in mine:
             name = r.get("ablation", "full recipe")
             groups.setdefault((name, r["minutes"], r["cores"]), []).append(r)
@@ -150,7 +157,7 @@ def main() -> None:
     for recipe in args.recipes.split(","):
         variants = {"full recipe": {}}
         if args.ablate:
-            variants = ABLATIONS[recipe]
+            variants = {"full recipe": {}, **ABLATIONS[recipe]}
         for seed in map(int, args.seeds.split(",")[:1] if args.ablate else args.seeds.split(",")):
             for name, overrides in variants.items():
                 row = run(recipe, seed, args.minutes, overrides, judge, args.cpu, args.eval_every, args.cas)

@@ -315,6 +315,29 @@ def test_historical_averaging_penalises_distance_to_the_running_mean():
     assert float(metrics["d_history"]) > 0 and float(metrics["g_history"]) > 0
 
 
+def test_r1_adds_its_penalty_gradient_to_the_critic_update():
+    lr, gamma = 0.1, 2.0
+    sgd = optax.sgd(lr)
+    b, key = batch(), jax.random.key(5)
+    state, step, _, d = make(optim_g=sgd, optim_d=sgd, loss="hinge", r1_weight=gamma)
+    _, plain_step, _, _ = make(optim_g=sgd, optim_d=sgd, loss="hinge")
+    new, metrics = step(state, b, key)
+    plain, _ = plain_step(state, b, key)
+    real = b["image"] * 2 - 1
+
+    def mean_r1(params):  # the MLP critic has no dropout or BatchNorm: R1 of these real images, by hand
+        grads = jax.grad(lambda x: jnp.sum(d.apply({"params": params}, x)[0]))(real)
+        return jnp.mean(jnp.sum(grads.reshape(len(real), -1) ** 2, axis=-1))
+
+    params = state["discriminator"].params
+    np.testing.assert_allclose(metrics["r1"], mean_r1(params), rtol=1e-5)
+    expected = jax.grad(mean_r1)(params)
+    for got, want, g in zip(leaves(new["discriminator"].params), leaves(plain["discriminator"].params),
+                            leaves(expected)):
+        np.testing.assert_allclose(got - want, -lr * gamma / 2 * g, atol=1e-6)
+    assert float(metrics["r1"]) > 0
+
+
 @pytest.mark.slow
 def test_ema_follows_its_formula():
     decay = 0.9

@@ -3,7 +3,8 @@
 The check runs in a subprocess with `XLA_FLAGS=--xla_force_host_platform_device_count=4` (the flag must be set
 before JAX starts). It covers what could make shards disagree: BatchNorm statistics (DCGAN), dropout masks,
 fake labels (conditional), minibatch discrimination and stddev, feature matching's feature means, the gradient penalty's
-interpolates, strided critic minibatches (n_critic=2), spectral norm and historical averaging.
+interpolates, R1's real-image gradients, strided critic minibatches (n_critic=2), spectral norm and historical
+averaging.
 """
 import json
 import os
@@ -34,6 +35,10 @@ SCRIPT = textwrap.dedent("""
             gm.MLPGenerator(SHAPE, latent_dim=LATENT, hidden_dims=(16,)),
             gm.MLPDiscriminator(hidden_dims=(16,), minibatch_stddev=2),
             dict(loss="wasserstein", n_critic=2, gp_weight=10.0)),
+        "hinge_r1": (
+            gm.MLPGenerator(SHAPE, latent_dim=LATENT, hidden_dims=(16,)),
+            gm.MLPDiscriminator(hidden_dims=(16,)),
+            dict(loss="hinge", r1_weight=1.0)),
     }
 
     def initial(g, d, ha):
@@ -88,4 +93,4 @@ def test_two_and_four_devices_equal_one_device():
     for case, by_devices in report.items():
         for devices, error in by_devices.items():
             assert error < 1e-4, f"{case} on {devices} devices differs from one device by {error:.2e}"
-    assert set(report) == {"dcgan_cond_bn_dropout_fm_mbd_sn_ha", "wgan_gp_ncritic2_mbstd"}
+    assert set(report) == {"dcgan_cond_bn_dropout_fm_mbd_sn_ha", "wgan_gp_ncritic2_mbstd", "hinge_r1"}
