@@ -67,14 +67,14 @@ def run(recipe: str, seed: int, minutes: float, overrides: dict, judge, cpu: int
     if eval_every:  # the FID curve: 1,000 samples in the judge's space every eval_every steps (metrics.jsonl)
         config.train.eval_every = eval_every
         config.eval.classifier_dir = judge.classifier_dir
-    workdir = tempfile.mkdtemp(prefix=f"gan_recipe_{recipe}_")
+    workdir, code = tempfile.mkdtemp(prefix=f"gan_recipe_{recipe}_"), commit()  # the code as it was at launch
     started = time.perf_counter()
     summary = train(config, workdir)
     images, labels, ips, _ = gan_mnist.jax_samples(workdir)
     raw_images, raw_labels, _, _ = gan_mnist.jax_samples(workdir, raw_weights=True)
     row = {"recipe": recipe, "seed": seed, "minutes": minutes, "overrides": overrides, "steps": summary["step"],
            "images_per_sec": round(ips, 1), "cores": 1 if cpu is not None else os.cpu_count(),
-           "commit": commit(), "backend": jax.default_backend(), **judge.score(images, labels),
+           "commit": code, "backend": jax.default_backend(), **judge.score(images, labels),
            "raw_weights": judge.score(raw_images, raw_labels)}
     if eval_every:
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -109,7 +109,7 @@ def report(path: str = RESULTS) -> str:
             if "ablation" in r and r["ablation"] == "full recipe":
                 mine.append({**r, **r["raw_weights"], "ablation": NO_EMA})
         for r in mine:
-            name = r.get("ablation", "full recipe")
+            name = r.get("ablation") or (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "full recipe")
             groups.setdefault((name, r["minutes"], r["cores"]), []).append(r)
         for (name, minutes, cores), group in groups.items():
             group.sort(key=lambda r: r["seed"])
@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--recipes", default="gan_recommended")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--minutes", type=float, default=30.0, help="train.time_budget of each run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override (Python literal) for every run, e.g. --set gan.clusters=20; "
+                             "such rows are variants, reported under their overrides")
     parser.add_argument("--ablate", action="store_true", help="each component removed in turn (first seed only)")
     parser.add_argument("--eval_every", type=int, default=0, help=">0: FID of 1,000 samples every that many steps")
     parser.add_argument("--cas", action="store_true", help="conditional recipes: the classification accuracy score")
@@ -154,13 +157,16 @@ def main() -> None:
     from benchmarks import gan_mnist
     from gen_jax import data
     judge = gan_mnist.Judge(args.classifier, data.load(f"idx:{gan_mnist.MNIST}"))
+    import ast
+    extra = {k: ast.literal_eval(v) for k, _, v in (item.partition("=") for item in args.set)}
     for recipe in args.recipes.split(","):
         variants = {"full recipe": {}}
         if args.ablate:
             variants = {"full recipe": {}, **ABLATIONS[recipe]}
         for seed in map(int, args.seeds.split(",")[:1] if args.ablate else args.seeds.split(",")):
             for name, overrides in variants.items():
-                row = run(recipe, seed, args.minutes, overrides, judge, args.cpu, args.eval_every, args.cas)
+                row = run(recipe, seed, args.minutes, {**extra, **overrides}, judge, args.cpu, args.eval_every,
+                          args.cas)
                 if args.ablate:
                     row["ablation"] = name
                 print(json.dumps(row), flush=True)
