@@ -138,6 +138,8 @@ def gan_config() -> ml_collections.ConfigDict:
         loss="bce",                 # bce | lsgan | hinge | wasserstein
         saturating=False,           # bce only: minimax log(1 - D(G(z))) generator loss
         conditional=False,          # condition both networks on the class label
+        clusters=0,                 # >0: no labels; both networks conditioned on that many k-means clusters of the
+                                    # training images, sampled by their share (a self-conditioned GAN)
         n_critic=1,                 # discriminator updates per generator update
         clip_value=0.0,             # >0: WGAN weight clipping of the critic
         gp_weight=0.0,              # >0: WGAN-GP gradient penalty weight
@@ -164,7 +166,7 @@ _CHOICES = {  # section.key: allowed values, checked before anything is built or
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear_second_half")
 _NON_NEGATIVE = ("pix2pix.l1_weight", "pix2pix.adversarial_weight", "cyclegan.cycle_weight", "cyclegan.identity_weight", "cyclegan.pool_size", "loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
-                 "gan.gp_weight", "gan.r1_weight", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
+                 "gan.gp_weight", "gan.r1_weight", "gan.clusters", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
 _UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
 
 

@@ -202,14 +202,24 @@ def gan_task(config, dataset: data.Dataset) -> Task:
     if objective.n_critic < 1 or config.data.batch_size % objective.n_critic:
         raise ConfigError(f"gan.n_critic={objective.n_critic} must be >= 1 and divide data.batch_size="
                           f"{config.data.batch_size} (each critic update takes its own share of the batch)")
-    num_classes = dataset.num_classes if objective.conditional else 0
+    if objective.clusters and objective.conditional:
+        raise ConfigError("gan.clusters (conditioned on clusters, no labels) and gan.conditional exclude each other")
+    num_classes = dataset.num_classes if objective.conditional else objective.clusters
+    clusters, test_labels = None, dataset.test_labels
+    if objective.clusters:  # the labels the networks see are cluster ids; the run stays unconditional outside
+        clusters = data.clusters.fit(dataset.train_images, objective.clusters, seed=config.seed)
+        dataset = dataclasses.replace(dataset, train_labels=clusters.train_labels)
+        test_labels = clusters.assign(dataset.test_images)
 
     def network(section):
         options = {k: v for k, v in section.items() if k != "name"}
         return models.create(section.name, image_shape=dataset.image_shape, num_classes=num_classes, **options)
 
     generator, discriminator = network(config.generator), network(config.discriminator)
-    labels_for = (lambda n: gan.balanced_labels(n, num_classes)) if num_classes else (lambda n: None)
+    if clusters is not None:
+        labels_for = lambda n: jnp.asarray(clusters.quota_labels(n))
+    else:
+        labels_for = (lambda n: gan.balanced_labels(n, num_classes)) if num_classes else (lambda n: None)
 
     def init_state(key):
         g_key, d_key = jax.random.split(key)
@@ -231,17 +241,21 @@ def gan_task(config, dataset: data.Dataset) -> Task:
         labels = labels_for(num)
         return spread_rows(gan.sample(generator, state, key, num, labels)), labels
 
-    def sample(state, key, num):  # each chunk fetched before the next is dispatched (see parallel.unreplicate)
-        images = np.concatenate([np.asarray(_sample(state, jax.random.fold_in(key, i), min(500, num - i))[0])
-                                 for i in range(0, num, 500)])
-        labels = np.asarray(labels_for(num)) if num_classes else None
-        return images, labels
+    def draw(state, key, num):  # each chunk fetched before the next is dispatched (see parallel.unreplicate)
+        chunks = [jax.device_get(_sample(state, jax.random.fold_in(key, i), min(500, num - i)))
+                  for i in range(0, num, 500)]
+        images = np.concatenate([images for images, _ in chunks])
+        return images, np.concatenate([labels for _, labels in chunks]) if num_classes else None
+
+    def sample(state, key, num):  # cluster ids stay inside: to the outside a cluster-conditioned GAN is unconditional
+        images, labels = draw(state, key, num)
+        return images, labels if objective.conditional else None
 
     _scores = jax.jit(functools.partial(gan.discriminate, discriminator))
 
     def evaluate(state, dataset, key):
-        real, real_labels = dataset.test_images, dataset.test_labels
-        fake, fake_labels = sample(state, key, config.eval.num_samples or len(real))
+        real, real_labels = dataset.test_images, test_labels
+        fake, fake_labels = draw(state, key, config.eval.num_samples or len(real))
 
         def mean_output(images, labels):
             logits = data.map_batches(lambda i, x: _scores(state, x, None if labels is None else labels[i:i + len(x)]),
@@ -255,7 +269,7 @@ def gan_task(config, dataset: data.Dataset) -> Task:
                 "num_samples": len(fake)}
 
     def pictures(state, dataset, key):
-        if num_classes:  # row c: eight samples of class c; the same eight noise vectors in every row
+        if objective.conditional:  # row c: eight samples of class c; the same eight noise vectors in every row
             rows = [gan.sample(generator, state, key, 8, jnp.full((8,), c, jnp.int32)) for c in range(num_classes)]
             return {"class_samples": jnp.concatenate(rows)}
         return {"samples": _sample(state, key, 64)[0]}
