@@ -33,6 +33,7 @@ sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "benchmarks", "gan_recipes_results.jsonl")
 ABLATIONS = {  # each recipe component, removed alone: what the recipe falls back to
     "gan_recommended": {
+        "no clusters (unconditional networks)": {"gan.clusters": 0, "discriminator.conditioning": "concat"},
         "seed's DCGAN networks (wider, BatchNorm eps 0.8 in D, dropout)": {
             "generator.base": 128, "generator.channels": (128, 64), "generator.bn_eps": 0.8,
             "discriminator.channels": (16, 32, 64, 128), "discriminator.norm": "batch",
