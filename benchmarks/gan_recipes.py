@@ -110,7 +110,8 @@ def report(path: str = RESULTS) -> str:
             if "ablation" in r and r["ablation"] == "full recipe":
                 mine.append({**r, **r["raw_weights"], "ablation": NO_EMA})
         for r in mine:
-            name = r.get("ablation") or (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "full recipe")
+            name = (r.get("ablation") or r.get("variant")
+                    or (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "full recipe"))
             groups.setdefault((name, r["minutes"], r["cores"]), []).append(r)
         for (name, minutes, cores), group in groups.items():
             group.sort(key=lambda r: r["seed"])
