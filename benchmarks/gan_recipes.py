@@ -40,6 +40,7 @@ ABLATIONS = {  # each recipe component, removed alone: what the recipe falls bac
             "discriminator.bn_eps": 0.8, "discriminator.dropout": 0.25},
         "no spectral norm": {"discriminator.spectral_norm": False},
         "bce (non-saturating) instead of hinge": {"gan.loss": "bce"},
+        "Adam b1 0.9 (the default) instead of 0.5": {"optim_g.b1": 0.9, "optim_d.b1": 0.9},
     },
     "cgan_recommended": {
         "concatenated labels instead of projection": {"discriminator.conditioning": "concat"},
@@ -143,6 +144,8 @@ def main() -> None:
                         help="a config override (Python literal) for every run, e.g. --set gan.clusters=20; "
                              "such rows are variants, reported under their overrides")
     parser.add_argument("--ablate", action="store_true", help="each component removed in turn (first seed only)")
+    parser.add_argument("--only", default="", help="--ablate: only the variants whose names contain one of these "
+                        "comma-separated words ('full' for the full recipe), to split an ablation across cores")
     parser.add_argument("--eval_every", type=int, default=0, help=">0: FID of 1,000 samples every that many steps")
     parser.add_argument("--cas", action="store_true", help="conditional recipes: the classification accuracy score")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this core with one XLA thread")
@@ -165,6 +168,8 @@ def main() -> None:
         variants = {"full recipe": {}}
         if args.ablate:
             variants = {"full recipe": {}, **ABLATIONS[recipe]}
+            if args.only:
+                variants = {name: o for name, o in variants.items() if any(w in name for w in args.only.split(","))}
         for seed in map(int, args.seeds.split(",")[:1] if args.ablate else args.seeds.split(",")):
             for name, overrides in variants.items():
                 row = run(recipe, seed, args.minutes, {**extra, **overrides}, judge, args.cpu, args.eval_every,
