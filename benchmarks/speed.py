@@ -14,6 +14,7 @@ analysis of the compiled step) and this machine's float32 matmul peak (a large j
   python benchmarks/speed.py                     # every model, 2 rounds; appends to benchmarks/speed_results.jsonl
   python benchmarks/speed.py --models=vae,dcgan --rounds=3 --steps=400
   python benchmarks/speed.py --compile_cache     # also: trainer start-up with a cold and a warm compile cache
+  python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --bf16   # train.compute_dtype float32 vs bfloat16
   python benchmarks/speed.py --quick             # smoke run (< 2 min); rows marked quick, never in the table
   python benchmarks/speed.py --report            # docs/speed.md from the committed rows
 
@@ -341,6 +342,13 @@ def measure(args, command: str) -> list[dict]:
                              "matmul_flops_per_sec": peak.get("matmul_flops_per_sec")}
                 emit(kind="throughput", model=name, side=side, round=round_, warmup_steps=log_every,
                      timed_steps=log_every * intervals, **result, **extra)
+    if args.bf16:  # the trainer alone, float32 then bfloat16 compute, interleaved per round
+        for round_ in range(1, (args.rounds or 2) + 1):
+            for name in names:
+                log_every, intervals = _steps(MODELS[name], args)
+                for dtype in ("float32", "bfloat16"):
+                    result = run_child("gen_jax", args, name, log_every, intervals, [f"train.compute_dtype={dtype}"])
+                    emit(kind="precision", model=name, side="gen_jax", compute_dtype=dtype, round=round_, **result)
     if args.compile_cache:
         for name in names:
             log_every, intervals = _steps(MODELS[name], args)
@@ -441,6 +449,21 @@ def cache_table(rows) -> list[str]:
     return out
 
 
+def precision_table(rows) -> list[str]:
+    """The markdown table of one run's precision rows: the trainer's throughput in float32 and bfloat16."""
+    out = ["| model | float32 (img/s) | bfloat16 (img/s) | bfloat16 / float32 | time to first step (s): float32 / "
+           "bfloat16 |", "|---|---:|---:|---:|---:|"]
+    for model in [m for m in MODELS if any(r.get("model") == m for r in rows)]:
+        get = lambda dtype, key: [r[key] for r in rows if r.get("model") == model and r.get("compute_dtype") == dtype
+                                  and key in r]
+        f32, bf16 = get("float32", "images_per_sec"), get("bfloat16", "images_per_sec")
+        ratio = f"{statistics.median(bf16) / statistics.median(f32):.2f}x" if f32 and bf16 else "—"
+        first = " / ".join(f"{statistics.median(v):.1f}" if v else "—"
+                           for v in (get("float32", "first_step_seconds"), get("bfloat16", "first_step_seconds")))
+        out.append(f"| {model} | {_spread(f32)} | {_spread(bf16)} | {ratio} | {first} |")
+    return out
+
+
 def _machine_line(m: dict) -> str:
     versions = ", ".join(f"{k} {m[k]}" for k in ("jax", "jaxlib", "flax", "torch") if m.get(k))
     gpu = f", GPU: {m['gpu']}" if m.get("gpu") else ", no GPU"
@@ -460,11 +483,12 @@ def report(rows, notes: str = "") -> str:
     compile-cache table (quick rows never appear in them), then `notes`, the hand-written part."""
     out = [HEADER.strip(), ""]
     throughput, cache = latest_runs(rows, "throughput"), latest_runs(rows, "compile_cache")
+    precision = latest_runs(rows, "precision")
     if not throughput and not cache:
         out += ["No full run has been committed yet: run the command above on a quiet machine, commit\n"
                 "benchmarks/speed_results.jsonl, then `python benchmarks/speed.py --report`.", ""]
-    for key in sorted(set(throughput) | set(cache), key=str):
-        run_rows = throughput.get(key) or cache[key]
+    for key in sorted(set(throughput) | set(cache) | set(precision), key=str):
+        run_rows = throughput.get(key) or cache.get(key) or precision[key]
         first = run_rows[0]
         out += [f"## {_machine_line(first['machine'])}", ""]
         if key in throughput:
@@ -485,7 +509,12 @@ def report(rows, notes: str = "") -> str:
             out += [f"Compilation cache (`train.compile_cache`), run {c['run']}, commit `{c['commit']}`: "
                     "time from train() entry to the first call done, with an empty cache folder and again with "
                     "the folder the first run filled.", "", *cache_table(cache[key]), ""]
-    if not any(k[2] for k in set(throughput) | set(cache)):
+        if key in precision:
+            p = precision[key][0]
+            out += [f"Mixed precision (`train.compute_dtype`), run {p['run']}, commit `{p['commit']}`: the trainer "
+                    "computing its steps in float32 and in bfloat16 (parameters and optimizer state float32), "
+                    "interleaved per round.", "", *precision_table(precision[key]), ""]
+    if not any(k[2] for k in set(throughput) | set(cache) | set(precision)):
         out += ["No GPU row exists yet: no run on a GPU machine has been committed (see \"On a GPU\" below).", ""]
     out += [FOOTER.strip(), "", (notes or HAND_WRITTEN).strip(), ""]
     return "\n".join(out)
@@ -557,6 +586,8 @@ def main(argv=None):
                                                              "few steps; rows marked quick")
     parser.add_argument("--compile_cache", action="store_true",
                         help="also time the trainer's start-up with an empty and a warm train.compile_cache")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also: the trainer with train.compute_dtype float32 and bfloat16, interleaved")
     parser.add_argument("--out", default=RESULTS, help="append rows here ('' : print only)")
     parser.add_argument("--report", action="store_true", help=f"write {DOC} from the committed rows and stop")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)

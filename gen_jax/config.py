@@ -46,6 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
         progress=True,        # show a progress bar
         on_nonfinite="stop",  # a NaN/inf loss or update: stop (naming the step) | skip (keep the old state, count it)
         allow_config_change=False,  # resume a workdir whose saved config differs in a setting that changes results
+        compute_dtype="float32",  # float32 | bfloat16: the train step's arithmetic (params, optimizer state stay
+                                  # float32; sampling and evaluation compute in float32), see models/precision.py
         compile_cache="",     # a folder for JAX's persistent compilation cache ('' = off): later runs start faster
         time_budget=0.0,      # >0: minutes this invocation may train; then it stops as if at train.steps (saves,
                               # writes samples, evaluates), so a rerun with a budget continues from there

@@ -57,7 +57,7 @@ def spectral_normalize(module: nn.Module, kernel: jax.Array, *, n_steps: int, up
     u, _, sigma = power_iteration(matrix, u_var.value, n_steps)
     if update_stats and not module.is_initializing():
         u_var.value, sigma_var.value = u, lax.stop_gradient(sigma)
-    return kernel / sigma
+    return (kernel / sigma).astype(kernel.dtype)  # a bfloat16 kernel stays bfloat16 (u and sigma are float32)
 
 
 WEIGHT_INITS = ("flax", "torch")
@@ -153,7 +153,8 @@ def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     the FLOPs, and no upsampled map (timings: docs/speed.md). Same values up to float rounding; the gradients
     follow by autodiff.
     """
-    phases = jnp.einsum("aui,bvj,ijco->abuvco", _UPSAMPLED_TAPS, _UPSAMPLED_TAPS, kernel)
+    taps = _UPSAMPLED_TAPS.astype(kernel.dtype)
+    phases = jnp.einsum("aui,bvj,ijco->abuvco", taps, taps, kernel)
     outs = [_conv(x, phases[a, b], padding=((1 - a, a), (1 - b, b))) for a in (0, 1) for b in (0, 1)]
     return depth_to_space(jnp.concatenate(outs, axis=-1))
 

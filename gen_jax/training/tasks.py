@@ -22,6 +22,7 @@ from gen_jax.parallel import spread_rows
 from gen_jax.evaluation import domain_classifier, metrics
 from gen_jax.families import gan, translation, vae
 from gen_jax.models import autoencoders
+from gen_jax.models.precision import compute_in
 from gen_jax.training import steps
 from gen_jax.training.optim import make_optimizer
 from gen_jax.training.train_state import AdversarialState, TrainState
@@ -135,7 +136,8 @@ def vae_task(config, dataset: data.Dataset) -> Task:
         images = data.map_batches(lambda i, y: _sample(state.params, jax.random.fold_in(key, i), y), labels, 500)
         return images, labels if conditional else None
 
-    step = steps.make_vae_step(model, beta=config.loss.beta, kl_warmup_steps=config.loss.kl_warmup_steps,
+    step = steps.make_vae_step(compute_in(config.train.compute_dtype, model), beta=config.loss.beta,
+                               kl_warmup_steps=config.loss.kl_warmup_steps,
                                likelihood=likelihood, binarize=binarize, conditional=conditional)
     return Task(init_state, step, evaluate, pictures, sample, {"model": model}, examples(dataset))
 
@@ -186,7 +188,8 @@ def autoencoder_task(config, dataset: data.Dataset) -> Task:
             out["denoising"] = jnp.concatenate([originals[:8], corrupted, denoised])
         return out
 
-    step = steps.make_autoencoder_step(model, reconstruction=loss.reconstruction, sparsity=loss.sparsity,
+    step = steps.make_autoencoder_step(compute_in(config.train.compute_dtype, model),
+                                       reconstruction=loss.reconstruction, sparsity=loss.sparsity,
                                        sparsity_target=loss.sparsity_target, sparsity_weight=loss.sparsity_weight,
                                        corruption=loss.corruption, noise_factor=loss.noise_factor,
                                        mask_rate=loss.mask_rate)
@@ -274,7 +277,8 @@ def gan_task(config, dataset: data.Dataset) -> Task:
             return {"class_samples": jnp.concatenate(rows)}
         return {"samples": _sample(state, key, 64)[0]}
 
-    step = steps.make_gan_step(generator, discriminator, loss=objective.loss, saturating=objective.saturating,
+    mixed = functools.partial(compute_in, config.train.compute_dtype)
+    step = steps.make_gan_step(mixed(generator), mixed(discriminator), loss=objective.loss, saturating=objective.saturating,
                                n_critic=objective.n_critic, clip_value=objective.clip_value,
                                gp_weight=objective.gp_weight, r1_weight=objective.r1_weight, real_label=objective.real_label,
                                feature_matching=objective.feature_matching,
@@ -343,7 +347,8 @@ def cyclegan_task(config, domains: data_domains.TwoDomains) -> Task:
             out[name] = jnp.concatenate([_rgb(images), _rgb(there), _rgb(run(state, back, there))])
         return out
 
-    step = steps.make_cyclegan_step(modules["g_ab"], modules["g_ba"], modules["d_a"], modules["d_b"],
+    mixed = {name: compute_in(config.train.compute_dtype, module) for name, module in modules.items()}
+    step = steps.make_cyclegan_step(mixed["g_ab"], mixed["g_ba"], mixed["d_a"], mixed["d_b"],
                                     cycle_weight=config.cyclegan.cycle_weight,
                                     identity_weight=config.cyclegan.identity_weight)
     train_data = {"a": {"image_a": domains.train_a}, "b": {"image_b": domains.train_b}}
@@ -393,7 +398,8 @@ def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
                                                  _rgb(outputs(state, pairs.test_inputs[:8])),
                                                  _rgb(pairs.test_targets[:8])])}
 
-    step = steps.make_pix2pix_step(modules["generator"], modules["discriminator"],
+    step = steps.make_pix2pix_step(compute_in(config.train.compute_dtype, modules["generator"]),
+                                   compute_in(config.train.compute_dtype, modules["discriminator"]),
                                    l1_weight=config.pix2pix.l1_weight,
                                    adversarial_weight=config.pix2pix.adversarial_weight)
     train_data = {"pairs": {"input": pairs.train_inputs, "target": pairs.train_targets}}
