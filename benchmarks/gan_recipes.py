@@ -113,8 +113,8 @@ def report(path: str = RESULTS) -> str:
         for r in mine:
             name = (r.get("ablation") or r.get("variant")
                     or (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "full recipe"))
-            groups.setdefault((name, r["minutes"], r["cores"]), []).append(r)
-        for (name, minutes, cores), group in groups.items():
+            groups.setdefault((name, r["minutes"]), []).append(r)  # seeds pinned to one core join a 2-core seed
+        for (name, minutes), group in groups.items():
             group.sort(key=lambda r: r["seed"])
 
             def stat(key, fmt):
@@ -126,6 +126,7 @@ def report(path: str = RESULTS) -> str:
                 return f"{format(statistics.mean(values), fmt)} +- {format(statistics.stdev(values), fmt)}"
 
             each = " / ".join(f"{r['fid']:.1f}" for r in group)
+            cores = "/".join(str(r["cores"]) for r in group)
             out.append(f"| {name} | {minutes:g} x {cores} | {', '.join(str(r['seed']) for r in group)} | "
                        f"{stat('steps', '.0f')} | {stat('fid', '.2f')}{f' ({each})' if len(group) > 1 else ''} | "
                        f"{stat('kid', '.2f')} | {stat('precision', '.3f')} | {stat('recall', '.3f')} | "
