@@ -10,7 +10,8 @@ import pytest
 from gen_jax import config as config_lib
 from gen_jax import data, losses
 from gen_jax.data import domains
-from gen_jax.training import steps, tasks
+from gen_jax.errors import ConfigError
+from gen_jax.training import hooks, steps, tasks
 from gen_jax.training.loop import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,10 +57,25 @@ def test_step_losses_are_the_defined_ones(pairs):
                               jax.tree.leaves(l1_only["generator"].params)[0])
 
 
+def test_classifier_dir_scores_outputs_in_evaluation_not_samples(pairs, digits_classifier_dir):
+    """pix2pix reads eval.classifier_dir in its own evaluation; a family that neither samples nor scores its
+    outputs (CycleGAN) rejects it."""
+    config = config_lib.finalize(config_lib.override(config_lib.pix2pix_config(),
+                                                     {**TINY, "eval.classifier_dir": digits_classifier_dir}))
+    assert hooks.sample_scorer(config, pairs, tasks.build(config, pairs)) is None
+    cyclegan = config_lib.finalize(config_lib.override(config_lib.cyclegan_config(),
+                                                       {"eval.classifier_dir": digits_classifier_dir}))
+    domains_ab = domains.load(cyclegan.data.source)
+    with pytest.raises(ConfigError, match="cannot sample"):
+        hooks.sample_scorer(cyclegan, domains_ab, tasks.build(cyclegan, domains_ab))
+
+
 @pytest.mark.slow
-def test_upscaling_beats_bicubic(tmp_path):
+def test_upscaling_beats_bicubic(tmp_path, digits_classifier_dir):
     config = config_lib.load(os.path.join(ROOT, "configs", "superres.py"),
-                             {"train.steps": 400, "train.progress": False, "pix2pix.adversarial_weight": 0.0})
+                             {"train.steps": 400, "train.progress": False, "pix2pix.adversarial_weight": 0.0,
+                              "eval.classifier_dir": digits_classifier_dir})
     results = train(config, str(tmp_path / "run"))["eval"]
     assert results["psnr"] > results["baseline_psnr"] + 1.0, results
     assert jnp.isfinite(results["l1_error"]) and results["l1_error"] < results["baseline_l1_error"], results
+    assert results["output_accuracy"] > results["baseline_accuracy"], results

@@ -19,13 +19,13 @@ from gen_jax.training.checkpoint import Checkpointer
 
 def sample_scorer(config, dataset, task) -> Callable | None:
     """The loop's hook: score(state, key) -> `generative_metrics` of `task.sample`'s samples, or None when
-    config.eval.classifier_dir is empty.
+    config.eval.classifier_dir is empty or the family scores its own outputs with it (`Task.scores_outputs`).
 
     Scores config.eval.num_samples samples (0: as many as test images) against the test split; the
     classifier and the reference statistics are loaded once, here.
     """
     directory = config.eval.get("classifier_dir", "")
-    if not directory:
+    if not directory or task.scores_outputs:
         return None
     if task.sample is None:
         raise ConfigError(f"eval.classifier_dir is set, but task {config.task!r} cannot sample: unset it")

@@ -44,6 +44,8 @@ class Task:
       Each stream is shuffled on its own (`data.batch_indices(..., stream=i)`) and a step's batch holds every
       array of every stream gathered at that stream's rows: one data set is {"examples": {"image", "label"}},
       two unpaired domains are two streams.
+    scores_outputs: the family's own evaluate scores its outputs with config.eval.classifier_dir (pix2pix), so
+      the loop's sample scorer is not needed even though the family cannot sample
     """
 
     init_state: Callable[[jax.Array], Any]
@@ -53,6 +55,7 @@ class Task:
     sample: Callable[[Any, jax.Array, int], tuple] | None
     modules: dict
     train_data: dict
+    scores_outputs: bool = False
 
 
 def examples(dataset: data.Dataset) -> dict:
@@ -403,7 +406,7 @@ def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
                                    l1_weight=config.pix2pix.l1_weight,
                                    adversarial_weight=config.pix2pix.adversarial_weight)
     train_data = {"pairs": {"input": pairs.train_inputs, "target": pairs.train_targets}}
-    return Task(init_state, step, evaluate, pictures, None, modules, train_data)
+    return Task(init_state, step, evaluate, pictures, None, modules, train_data, scores_outputs=True)
 
 
 def load_data(config, *, lazy: bool = False):
