@@ -53,8 +53,9 @@ SCORES = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl", "l
 
 
 def run(recipe: str, seed: int, minutes: float, overrides: dict, judge, cpu: int | None, eval_every: int,
-        cas: bool) -> dict:
-    """Trains configs/RECIPE.py with `overrides` for `minutes` on MNIST and scores its samples (a result row)."""
+        cas: bool, steps: int = 0) -> dict:
+    """Trains configs/RECIPE.py with `overrides` for `minutes` (or exactly `steps` steps) on MNIST and scores its
+    samples (a result row)."""
     import jax
     from benchmarks import commit, gan_mnist
     from gen_jax import config as config_lib, data
@@ -63,8 +64,8 @@ def run(recipe: str, seed: int, minutes: float, overrides: dict, judge, cpu: int
 
     config = config_lib.load(os.path.join(ROOT, "configs", f"{recipe}.py"), {**overrides, "seed": seed})
     config.data.source = f"idx:{gan_mnist.MNIST}"
-    config.train.update(steps=10**7, time_budget=minutes, sample_every=10**7, checkpoint_every=10**7,
-                        progress=False)
+    config.train.update(steps=steps or 10**7, time_budget=0.0 if steps else minutes, sample_every=10**7,
+                        checkpoint_every=10**7, progress=False)
     config.eval.num_samples = 1000
     if eval_every:  # the FID curve: 1,000 samples in the judge's space every eval_every steps (metrics.jsonl)
         config.train.eval_every = eval_every
@@ -74,7 +75,8 @@ def run(recipe: str, seed: int, minutes: float, overrides: dict, judge, cpu: int
     summary = train(config, workdir)
     images, labels, ips, _ = gan_mnist.jax_samples(workdir)
     raw_images, raw_labels, _, _ = gan_mnist.jax_samples(workdir, raw_weights=True)
-    row = {"recipe": recipe, "seed": seed, "minutes": minutes, "overrides": overrides, "steps": summary["step"],
+    row = {"recipe": recipe, "seed": seed, "minutes": None if steps else minutes, "fixed_steps": steps,
+           "overrides": overrides, "steps": summary["step"],
            "images_per_sec": round(ips, 1), "cores": 1 if cpu is not None else os.cpu_count(),
            "commit": code, "backend": jax.default_backend(), **judge.score(images, labels),
            "raw_weights": judge.score(raw_images, raw_labels)}
@@ -113,8 +115,9 @@ def report(path: str = RESULTS) -> str:
         for r in mine:
             name = (r.get("ablation") or r.get("variant")
                     or (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "full recipe"))
-            groups.setdefault((name, r["minutes"]), []).append(r)  # seeds pinned to one core join a 2-core seed
-        for (name, minutes), group in groups.items():
+            budget = f"{r['minutes']:g}" if r["minutes"] else f"{r['fixed_steps']} steps"
+            groups.setdefault((name, budget), []).append(r)  # seeds pinned to one core join a 2-core seed
+        for (name, budget), group in groups.items():
             group.sort(key=lambda r: r["seed"])
 
             def stat(key, fmt):
@@ -127,7 +130,7 @@ def report(path: str = RESULTS) -> str:
 
             each = " / ".join(f"{r['fid']:.1f}" for r in group)
             cores = "/".join(str(r["cores"]) for r in group)
-            out.append(f"| {name} | {minutes:g} x {cores} | {', '.join(str(r['seed']) for r in group)} | "
+            out.append(f"| {name} | {budget} x {cores} | {', '.join(str(r['seed']) for r in group)} | "
                        f"{stat('steps', '.0f')} | {stat('fid', '.2f')}{f' ({each})' if len(group) > 1 else ''} | "
                        f"{stat('kid', '.2f')} | {stat('precision', '.3f')} | {stat('recall', '.3f')} | "
                        f"{stat('classes_covered', '.0f')} | {stat('class_kl', '.4f')} | "
@@ -141,6 +144,8 @@ def main() -> None:
     parser.add_argument("--recipes", default="gan_recommended")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--minutes", type=float, default=30.0, help="train.time_budget of each run")
+    parser.add_argument("--steps", type=int, default=0, help=">0: train exactly this many steps instead (equal-step "
+                        "comparisons, e.g. --set train.compute_dtype=\"'bfloat16'\")")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override (Python literal) for every run, e.g. --set gan.clusters=20; "
                              "such rows are variants, reported under their overrides")
@@ -174,7 +179,7 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")[:1] if args.ablate else args.seeds.split(",")):
             for name, overrides in variants.items():
                 row = run(recipe, seed, args.minutes, {**extra, **overrides}, judge, args.cpu, args.eval_every,
-                          args.cas)
+                          args.cas, args.steps)
                 if args.ablate:
                     row["ablation"] = name
                 print(json.dumps(row), flush=True)
