@@ -93,6 +93,17 @@ def test_psnr_matches_numpy():
     np.testing.assert_allclose(corruption.psnr(jnp.asarray(a), jnp.asarray(b)), expected, rtol=1e-5)
 
 
+def test_edge_strength_is_mean_neighbour_difference_and_drops_under_blur():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(3, 6, 5, 2))
+    diffs = [np.abs(np.diff(a[i], axis=0)).ravel().tolist() + np.abs(np.diff(a[i], axis=1)).ravel().tolist()
+             for i in range(3)]
+    np.testing.assert_allclose(corruption.edge_strength(jnp.asarray(a)), [np.mean(d) for d in diffs], rtol=1e-5)
+    blurred = (a + np.roll(a, 1, axis=1) + np.roll(a, 1, axis=2)) / 3
+    assert np.all(corruption.edge_strength(jnp.asarray(blurred)) < corruption.edge_strength(jnp.asarray(a)))
+    assert float(corruption.edge_strength(jnp.ones((1, 4, 4, 1)))[0]) == 0.0
+
+
 # ------------------------------------------------------------------------------------------ models
 def test_autoencoder_shapes_and_code_activation():  # (the conv AE is exercised by its learning test)
     model = models.create("mlp_autoencoder", image_shape=(8, 8, 1), code_dim=5, code_activation="sigmoid")

@@ -79,3 +79,4 @@ def test_upscaling_beats_bicubic(tmp_path, digits_classifier_dir):
     assert results["psnr"] > results["baseline_psnr"] + 1.0, results
     assert jnp.isfinite(results["l1_error"]) and results["l1_error"] < results["baseline_l1_error"], results
     assert results["output_accuracy"] > results["baseline_accuracy"], results
+    assert results["baseline_edge_strength"] < results["edge_strength"] < results["target_edge_strength"], results

@@ -359,9 +359,10 @@ def cyclegan_task(config, domains: data_domains.TwoDomains) -> Task:
 
 
 def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
-    """Paired translation (pix2pix) of a `pix2pix_config`: evaluation reports the outputs' PSNR and mean absolute
-    error against the targets beside the fixed baseline's (bicubic upscaling for super-resolution) and, with
-    eval.classifier_dir, that classifier's accuracy on the outputs, the baseline and the targets."""
+    """Paired translation (pix2pix) of a `pix2pix_config`: evaluation reports the outputs' PSNR, mean absolute
+    error against the targets and edge strength (sharpness) beside the fixed baseline's (bicubic upscaling for
+    super-resolution) and the targets' edge strength; with eval.classifier_dir, that classifier's accuracy on the
+    outputs, the baseline and the targets."""
     modules = {"generator": models.create(config.generator.name, image_shape=pairs.input_shape,
                                           out_channels=pairs.target_shape[-1],
                                           **{k: v for k, v in config.generator.items() if k != "name"}),
@@ -388,8 +389,11 @@ def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
         out = outputs(state, pairs.test_inputs)
         psnr = lambda x: float(np.mean(corruption.psnr(jnp.asarray(x), jnp.asarray(pairs.test_targets))))
         error = lambda x: float(np.mean(np.abs(x - pairs.test_targets)))
+        edges = lambda x: float(np.mean(corruption.edge_strength(jnp.asarray(x))))
         results = {"psnr": psnr(out), "baseline_psnr": psnr(pairs.test_baseline), "l1_error": error(out),
-                   "baseline_l1_error": error(pairs.test_baseline), "num_test_images": len(out)}
+                   "baseline_l1_error": error(pairs.test_baseline), "edge_strength": edges(out),
+                   "baseline_edge_strength": edges(pairs.test_baseline),
+                   "target_edge_strength": edges(pairs.test_targets), "num_test_images": len(out)}
         if classifier is not None:
             for name, images in (("output", out), ("baseline", pairs.test_baseline),
                                  ("target", pairs.test_targets)):
