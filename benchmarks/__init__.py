@@ -17,3 +17,11 @@ def commit() -> str:
         return (head or "unknown") + ("+uncommitted changes" if changed else "")
     except OSError:
         return "unknown"
+
+
+def pin_to_core(cpu: int) -> None:
+    """Runs this process on core `cpu` with one XLA thread, so two benchmarks can share the 2-core box without
+    either getting more than one core. Call it before JAX starts its thread pools."""
+    os.sched_setaffinity(0, {cpu})
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                               "intra_op_parallelism_threads=1").strip()

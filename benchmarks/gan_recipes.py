@@ -30,6 +30,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import benchmarks  # noqa: E402  (no JAX: --cpu must pin the process before JAX starts)
+
 RESULTS = os.path.join(ROOT, "benchmarks", "gan_recipes_results.jsonl")
 ABLATIONS = {  # each recipe component, removed alone: what the recipe falls back to
     "gan_recommended": {
@@ -161,10 +163,8 @@ def main() -> None:
     if args.report:
         print(report())
         return
-    if args.cpu is not None:  # before JAX starts its thread pools
-        os.sched_setaffinity(0, {args.cpu})
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1").strip()
+    if args.cpu is not None:
+        benchmarks.pin_to_core(args.cpu)
     from benchmarks import gan_mnist
     from gen_jax import data
     judge = gan_mnist.Judge(args.classifier, data.load(f"idx:{gan_mnist.MNIST}"))
