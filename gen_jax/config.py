@@ -195,7 +195,7 @@ def cyclegan_config() -> ml_collections.ConfigDict:
     config.data.source = "style:digits"
     config.data.batch_size = 16
     config.generator = ml_collections.ConfigDict(dict(name="resnet_generator", channels=16, num_blocks=2,
-                                                      upsample="transpose", dropout=0.0))
+                                                      upsample="transpose", dropout=0.0, num_downsamplings=2))
     config.discriminator = ml_collections.ConfigDict(dict(name="patch_discriminator", channels=16, num_layers=1))
     config.cyclegan = ml_collections.ConfigDict(dict(cycle_weight=10.0, identity_weight=0.5, pool_size=50))
     config.optim_g, config.optim_d = _translation_optimizers()

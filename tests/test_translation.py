@@ -160,6 +160,17 @@ def test_resnet_generator_shapes_and_defaults():
         output_shape(resize, jnp.zeros((1, 30, 30, 3)))
 
 
+@pytest.mark.parametrize("num_downsamplings", [0, 1, 2])
+def test_resnet_generator_blocks_run_at_the_resolution_its_downsamplings_leave(num_downsamplings):
+    g = nets.ResnetGenerator(out_channels=3, channels=4, num_blocks=1, num_downsamplings=num_downsamplings)
+    x = jnp.zeros((1, 12, 12, 1))
+    assert output_shape(g, x) == (1, 12, 12, 3)
+    block_input = jax.eval_shape(lambda v: g.apply(v, x, capture_intermediates=lambda m, _: isinstance(
+        m, nets.ResnetBlock)), jax.eval_shape(g.init, jax.random.key(0), x))[1]["intermediates"]
+    (shape,) = [leaf.shape for leaf in jax.tree.leaves(block_input)]
+    assert shape == (1, 12 // 2**num_downsamplings, 12 // 2**num_downsamplings, 4 * 2**num_downsamplings)
+
+
 def test_unet_generator_shape_range_and_dropout():
     g = models.create("unet_generator", image_shape=(16, 16, 3), out_channels=1, channels=4, dropout=0.5)
     assert g.depth == 4

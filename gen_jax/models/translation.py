@@ -68,8 +68,10 @@ class ResnetGenerator(nn.Module):
     C = `channels` (64 in the paper); the reference uses 6 blocks for 128x128 images and 9 for 256x256.
     Downsampling is a 3x3 stride-2 conv (zero padding 1); upsampling is `upsample`: 'transpose' (the paper's
     3x3 stride-2 transposed conv) or 'resize' (bilinear x2, reflect pad, 3x3 conv: no checkerboard
-    artefacts, Odena et al. 2016). H and W must be divisible by 4. `dropout` in the residual blocks is the
-    reference's use_dropout (0.5), off by default as in CycleGAN.
+    artefacts, Odena et al. 2016). `num_downsamplings` halvings (the paper's 2: H and W divisible by 4); with
+    fewer, the blocks run at a higher resolution and see less of the image, so the generator can restyle
+    pixels but hardly redraw shapes (0 is PixelDA's full-resolution generator, Bousmalis et al. 2017).
+    `dropout` in the residual blocks is the reference's use_dropout (0.5), off by default as in CycleGAN.
     """
 
     out_channels: int
@@ -77,19 +79,21 @@ class ResnetGenerator(nn.Module):
     num_blocks: int = 9
     upsample: str = "transpose"
     dropout: float = 0.0
+    num_downsamplings: int = 2
     axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         if self.upsample not in ("transpose", "resize"):
             raise ConfigError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
-        _check_divisible(x, 4, "ResnetGenerator")
+        _check_divisible(x, 2**self.num_downsamplings, "ResnetGenerator")
         h = nn.relu(_norm(_conv(self.channels, 7, bias=False)(reflect_pad(x, 3))))
-        for mult in (2, 4):
+        mults = [2**i for i in range(1, self.num_downsamplings + 1)]  # the paper's (2, 4)
+        for mult in mults:
             h = nn.relu(_norm(_conv(self.channels * mult, 3, 2, ((1, 1), (1, 1)), bias=False)(h)))
         for _ in range(self.num_blocks):
             h = ResnetBlock(self.dropout, self.axis_name)(h, train=train)
-        for mult in (2, 1):
+        for mult in [m // 2 for m in reversed(mults)]:  # the paper's (2, 1)
             if self.upsample == "transpose":
                 h = _conv_transpose(self.channels * mult, 3, (1, 2), bias=False)(h)
             else:
@@ -195,13 +199,14 @@ def default_unet_depth(image_shape) -> int:
 
 
 def resnet_generator(*, image_shape, out_channels: int | None = None, channels: int = 64,
-                     num_blocks: int | None = None, upsample: str = "transpose", dropout: float = 0.0):
+                     num_blocks: int | None = None, upsample: str = "transpose", dropout: float = 0.0,
+                     num_downsamplings: int = 2):
     """A `ResnetGenerator` for source images of `image_shape`; out_channels defaults to the source's channels,
     num_blocks to `default_num_blocks` of the image size."""
     if num_blocks is None:
         num_blocks = default_num_blocks(min(image_shape[:2]))
     return ResnetGenerator(out_channels=out_channels or image_shape[-1], channels=channels, num_blocks=num_blocks,
-                           upsample=upsample, dropout=dropout)
+                           upsample=upsample, dropout=dropout, num_downsamplings=num_downsamplings)
 
 
 def patch_discriminator(*, image_shape, channels: int = 64, num_layers: int | None = None):
