@@ -14,7 +14,6 @@ PatchGANs (receptive field 34 px: the whole 28x28 image):
       --config.data.source=mnist_m:idx:../shared/data/mnist --config.train.steps=3200 \
       --config.generator.channels=32 --config.generator.num_blocks=3 --config.generator.num_downsamplings=0 \
       --config.discriminator.channels=32 --config.discriminator.num_layers=2
-The MNIST style pair (not timed): --config.data.source=style:idx:../shared/data/mnist with the same networks.
 """
 from gen_jax.config import cyclegan_config
 
