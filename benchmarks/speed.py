@@ -383,13 +383,26 @@ def machine_key(row) -> tuple:
 
 
 def latest_runs(rows, kind: str) -> dict:
-    """{machine key: rows of that machine's latest full (not quick) run that has `kind` rows}."""
+    """{machine key: per model, the rows of that machine's latest full (not quick) run with `kind` rows of that
+    model}: a run of some models updates their lines and keeps the others' (each line names its run)."""
     runs = {}
     for row in rows:
         if row.get("kind") == kind and not row.get("quick"):
-            runs.setdefault(machine_key(row), set()).add(row["run"])
-    latest = {key: max(ids) for key, ids in runs.items()}
-    return {key: [r for r in rows if r["run"] == run and machine_key(r) == key] for key, run in latest.items()}
+            runs.setdefault(machine_key(row), {}).setdefault(row["model"], set()).add(row["run"])
+    latest = {key: {model: max(ids) for model, ids in models.items()} for key, models in runs.items()}
+    return {key: [r for r in rows if machine_key(r) == key and r.get("model") in chosen
+                  and r["run"] == chosen[r["model"]]] for key, chosen in latest.items()}
+
+
+def runs_line(rows) -> str:
+    """Which run (date, commit, command) each model's line comes from."""
+    by_run = {}
+    for r in rows:
+        by_run.setdefault(r["run"], {"row": r, "models": []})
+        if r["model"] not in by_run[r["run"]]["models"]:
+            by_run[r["run"]]["models"].append(r["model"])
+    return "; ".join(f"{', '.join(v['models'])}: run {run} ({v['row']['date'][:10]}), commit `{v['row']['commit']}`, "
+                     f"`{v['row']['command']}`" for run, v in sorted(by_run.items(), reverse=True))
 
 
 def _spread(values, digits=0, unit="") -> str:
@@ -492,26 +505,21 @@ def report(rows, notes: str = "") -> str:
         first = run_rows[0]
         out += [f"## {_machine_line(first['machine'])}", ""]
         if key in throughput:
-            peak = next((r["matmul_flops_per_sec"] for r in throughput[key] if r.get("kind") == "matmul_peak"
-                         and "matmul_flops_per_sec" in r), None)
-            rounds = max((r["round"] for r in throughput[key] if r.get("kind") == "throughput"), default=0)
-            out += [f"Run {first['run']} ({first['date'][:10]}), code at commit `{first['commit']}`, "
-                    f"{rounds} round(s): `{first['command']}`. Float32 matmul peak measured in the run: "
-                    + (f"{peak / 1e9:,.1f} GFLOP/s." if peak else "not measured."), "",
-                    *throughput_table([r for r in throughput[key] if r.get("kind") == "throughput"]), ""]
+            timed = [r for r in throughput[key] if r.get("kind") == "throughput"]
+            rounds = max((r["round"] for r in timed), default=0)
+            out += [f"{rounds} round(s). {runs_line(timed)}. Each model's FLOP/s is against the float32 matmul "
+                    "peak measured in its own run.", "", *throughput_table(timed), ""]
             for r in throughput[key]:
                 if r.get("kind") == "throughput" and "error" in r:
                     out.append(f"- {r['model']} / {SIDE_NAMES.get(r['side'], r['side'])} round {r['round']} failed: "
                                f"{r['error'][:300]}")
             out.append("")
         if key in cache:
-            c = cache[key][0]
-            out += [f"Compilation cache (`train.compile_cache`), run {c['run']}, commit `{c['commit']}`: "
+            out += [f"Compilation cache (`train.compile_cache`), {runs_line(cache[key])}: "
                     "time from train() entry to the first call done, with an empty cache folder and again with "
                     "the folder the first run filled.", "", *cache_table(cache[key]), ""]
         if key in precision:
-            p = precision[key][0]
-            out += [f"Mixed precision (`train.compute_dtype`), run {p['run']}, commit `{p['commit']}`: the trainer "
+            out += [f"Mixed precision (`train.compute_dtype`), {runs_line(precision[key])}: the trainer "
                     "computing its steps in float32 and in bfloat16 (parameters and optimizer state float32), "
                     "interleaved per round.", "", *precision_table(precision[key]), ""]
     if not any(k[2] for k in set(throughput) | set(cache) | set(precision)):

@@ -84,6 +84,15 @@ def test_report_ignores_quick_rows_and_older_runs():
     assert "| dcgan | 64 |" not in speed.report(quick)  # quick rows alone make no table
 
 
+def test_report_takes_each_models_latest_run():
+    """A later run of some models replaces their lines and keeps the other models' lines of earlier runs."""
+    later = [_row("20310101-000000", "dcgan", side, 1, 7000.0) for side in speed.SIDES]
+    doc = speed.report(_full_run() + later)
+    assert _line(doc, "dcgan").startswith("| dcgan | 64 | 7,000 ")
+    assert _line(doc, "cyclegan").split("|")[5].strip() == "50 [50–50]"
+    assert "dcgan: run 20310101-000000" in doc and "cyclegan: run 20300102-030405" in doc
+
+
 def test_report_has_a_table_per_machine_and_marks_failures():
     gpu = {**CPU, "gpu": "Test GPU, 999.0, 80 GiB", "device_kind": "Test GPU"}
     rows = _full_run() + _full_run("20300103-000000", gpu)
