@@ -36,14 +36,13 @@ GAN_METRICS = {"fid": "FID (10,000 samples, LeNet features)", "precision": "prec
 def run(config_name: str, dtype: str, seed: int, steps: int, cores: int) -> dict:
     """Trains configs/CONFIG.py on MNIST for `steps` steps computing in `dtype`; its final evaluation as a row."""
     import jax
-    from benchmarks import commit
     from gen_jax import config as config_lib
     from gen_jax.training.loop import train
 
     config = config_lib.load(os.path.join(ROOT, "configs", f"{config_name}.py"),
                              {"data.source": MNIST, "seed": seed, "train.compute_dtype": dtype,
                               "train.steps": steps, "train.progress": False})
-    code, started = commit(), time.perf_counter()
+    code, started = benchmarks.commit(), time.perf_counter()
     summary = train(config, tempfile.mkdtemp(prefix=f"precision_{config_name}_{dtype}_"))
     return {"config": config_name, "compute_dtype": dtype, "seed": seed, "steps": summary["step"],
             "cores": cores, "commit": code, "backend": jax.default_backend(), **summary["eval"],
