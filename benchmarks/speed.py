@@ -15,6 +15,7 @@ analysis of the compiled step) and this machine's float32 matmul peak (a large j
   python benchmarks/speed.py --models=vae,dcgan --rounds=3 --steps=400
   python benchmarks/speed.py --compile_cache     # also: trainer start-up with a cold and a warm compile cache
   python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --bf16   # train.compute_dtype float32 vs bfloat16
+  python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --cpu_devices   # train.cpu_devices 1 vs per core
   python benchmarks/speed.py --quick             # smoke run (< 2 min); rows marked quick, never in the table
   python benchmarks/speed.py --report            # docs/speed.md from the committed rows
 
@@ -80,12 +81,41 @@ MODELS = {
                      note="images/s counts the 5 x 64 real images of a generator step's critic steps; "
                           "torch.compile compiles the generator only (AOTAutograd has no double backward for "
                           "the gradient penalty)"),
+    "conv_ae": Model("conv_ae", None, 40, note="no PyTorch reference (the seed's autoencoders are MLPs)"),
+    "gan_recommended": Model("gan_recommended", None, 40, ("eval.num_samples=1000",),
+                             note="docs/gans.md's recommended recipe; no PyTorch reference"),
     "cyclegan": Model("cyclegan", None, 50, source="style:digits",
                       note="configs/cyclegan.py as it is, on its own pair source (8x8 digits: on MNIST its final "
                            "evaluation translates the 10,000 test pairs both ways for minutes); "
                            "benchmarks/torch_seed.py has no CycleGAN, so no PyTorch columns"),
 }
 QUICK_MODELS = ("vae",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The trainer alone under each of `values` of one config `key`, interleaved per round (a --FLAG run)."""
+
+    key: str
+    values: tuple
+    label: str        # a column's name, formatted with a value
+    title: str        # the table's name in the report
+    description: str  # what its rows measured
+
+    @property
+    def field(self) -> str:  # the rows' field holding the value
+        return self.key.split(".")[-1]
+
+
+COMPARISONS = {
+    "precision": Comparison("train.compute_dtype", ("float32", "bfloat16"), "{}",
+                            "Mixed precision (`train.compute_dtype`)", "the trainer computing its steps in "
+                            "float32 and in bfloat16 (parameters and optimizer state float32)"),
+    "cpu_devices": Comparison("train.cpu_devices", (1, os.cpu_count()), "{} CPU device(s)",
+                              "CPU devices (`train.cpu_devices`)", "the trainer on one CPU device and on one "
+                              "device per core, each running its share of every batch"),
+}
+COMPARISON_FLAGS = {"bf16": "precision", "cpu_devices": "cpu_devices"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -139,7 +169,7 @@ def child_gen_jax(args) -> dict:
     first_step = result.pop("startup_seconds")
     return {**result, "first_step_seconds": first_step, "import_seconds": imported,
             "batch": config.data.batch_size, "steps_per_call": config.train.steps_per_call,
-            "device_kind": device.device_kind, "platform": device.platform,
+            "devices": jax.local_device_count(), "device_kind": device.device_kind, "platform": device.platform,
             **({"device_peak_mb": stats["peak_bytes_in_use"] / 2**20} if "peak_bytes_in_use" in stats else {})}
 
 
@@ -342,13 +372,16 @@ def measure(args, command: str) -> list[dict]:
                              "matmul_flops_per_sec": peak.get("matmul_flops_per_sec")}
                 emit(kind="throughput", model=name, side=side, round=round_, warmup_steps=log_every,
                      timed_steps=log_every * intervals, **result, **extra)
-    if args.bf16:  # the trainer alone, float32 then bfloat16 compute, interleaved per round
+    for flag, kind in COMPARISON_FLAGS.items():  # the trainer alone under each value, interleaved per round
+        if not getattr(args, flag):
+            continue
+        comparison = COMPARISONS[kind]
         for round_ in range(1, (args.rounds or 2) + 1):
             for name in names:
                 log_every, intervals = _steps(MODELS[name], args)
-                for dtype in ("float32", "bfloat16"):
-                    result = run_child("gen_jax", args, name, log_every, intervals, [f"train.compute_dtype={dtype}"])
-                    emit(kind="precision", model=name, side="gen_jax", compute_dtype=dtype, round=round_, **result)
+                for value in comparison.values:
+                    result = run_child("gen_jax", args, name, log_every, intervals, [f"{comparison.key}={value}"])
+                    emit(kind=kind, model=name, side="gen_jax", round=round_, **{comparison.field: value}, **result)
     if args.compile_cache:
         for name in names:
             log_every, intervals = _steps(MODELS[name], args)
@@ -427,7 +460,8 @@ def throughput_table(rows) -> list[str]:
     """The markdown table of one run's throughput rows (one line per model, medians over rounds)."""
     out = ["| model | batch | torch eager (img/s) | torch.compile (img/s) | gen_jax trainer (img/s) | trainer / eager "
            "| trainer / compile | time to first step (s): eager / compile / trainer | peak RSS (MB): eager / compile "
-           "/ trainer | trainer FLOP/s (of matmul peak) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "/ trainer | trainer FLOP/s (of matmul peak) | trainer's devices |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     models = [m for m in MODELS if any(r.get("model") == m for r in rows)]
     models += sorted({r["model"] for r in rows if r.get("model") not in MODELS})
     for model in models:
@@ -446,7 +480,7 @@ def throughput_table(rows) -> list[str]:
         out.append(f"| {model} | {batch} | {cell('torch_eager', 'images_per_sec')} | "
                    f"{cell('torch_compile', 'images_per_sec')} | {cell('gen_jax', 'images_per_sec')} | "
                    f"{ratio('torch_eager')} | {ratio('torch_compile')} | {triple('first_step_seconds', 1)} | "
-                   f"{triple('peak_rss_mb', 0)} | {flops} |")
+                   f"{triple('peak_rss_mb', 0)} | {flops} | {median('gen_jax', 'devices', 0)} |")
     return out
 
 
@@ -462,18 +496,22 @@ def cache_table(rows) -> list[str]:
     return out
 
 
-def precision_table(rows) -> list[str]:
-    """The markdown table of one run's precision rows: the trainer's throughput in float32 and bfloat16."""
-    out = ["| model | float32 (img/s) | bfloat16 (img/s) | bfloat16 / float32 | time to first step (s): float32 / "
-           "bfloat16 |", "|---|---:|---:|---:|---:|"]
+def comparison_table(rows, comparison: Comparison) -> list[str]:
+    """The markdown table of one run's rows of `comparison`: the trainer's throughput under each value (in the
+    order the run measured them), the last over the first, and the time to first step."""
+    values = list(dict.fromkeys(r[comparison.field] for r in rows if comparison.field in r))
+    names = [comparison.label.format(v) for v in values]
+    out = [f"| model | {' | '.join(f'{n} (img/s)' for n in names)} | {names[-1]} / {names[0]} | time to first step "
+           f"(s): {' / '.join(names)} |", "|---|" + "---:|" * (len(values) + 2)]
     for model in [m for m in MODELS if any(r.get("model") == m for r in rows)]:
-        get = lambda dtype, key: [r[key] for r in rows if r.get("model") == model and r.get("compute_dtype") == dtype
-                                  and key in r]
-        f32, bf16 = get("float32", "images_per_sec"), get("bfloat16", "images_per_sec")
-        ratio = f"{statistics.median(bf16) / statistics.median(f32):.2f}x" if f32 and bf16 else "—"
-        first = " / ".join(f"{statistics.median(v):.1f}" if v else "—"
-                           for v in (get("float32", "first_step_seconds"), get("bfloat16", "first_step_seconds")))
-        out.append(f"| {model} | {_spread(f32)} | {_spread(bf16)} | {ratio} | {first} |")
+        get = lambda value, key: [r[key] for r in rows if r.get("model") == model
+                                  and r.get(comparison.field) == value and key in r]
+        speeds = [get(v, "images_per_sec") for v in values]
+        ratio = (f"{statistics.median(speeds[-1]) / statistics.median(speeds[0]):.2f}x"
+                 if speeds[0] and speeds[-1] else "—")
+        first = " / ".join(f"{statistics.median(t):.1f}" if t else "—"
+                           for t in (get(v, "first_step_seconds") for v in values))
+        out.append(f"| {model} | {' | '.join(_spread(v) for v in speeds)} | {ratio} | {first} |")
     return out
 
 
@@ -496,13 +534,14 @@ def report(rows, notes: str = "") -> str:
     compile-cache table (quick rows never appear in them), then `notes`, the hand-written part."""
     out = [HEADER.strip(), ""]
     throughput, cache = latest_runs(rows, "throughput"), latest_runs(rows, "compile_cache")
-    precision = latest_runs(rows, "precision")
+    compared = {kind: latest_runs(rows, kind) for kind in COMPARISONS}
     if not throughput and not cache:
         out += ["No full run has been committed yet: run the command above on a quiet machine, commit\n"
                 "benchmarks/speed_results.jsonl, then `python benchmarks/speed.py --report`.", ""]
-    for key in sorted(set(throughput) | set(cache) | set(precision), key=str):
-        run_rows = throughput.get(key) or cache.get(key) or precision[key]
-        first = run_rows[0]
+    machines = set(throughput) | set(cache) | {key for runs in compared.values() for key in runs}
+    for key in sorted(machines, key=str):
+        first = (throughput.get(key) or cache.get(key) or next(runs[key] for runs in compared.values()
+                                                                if key in runs))[0]
         out += [f"## {_machine_line(first['machine'])}", ""]
         if key in throughput:
             timed = [r for r in throughput[key] if r.get("kind") == "throughput"]
@@ -518,11 +557,11 @@ def report(rows, notes: str = "") -> str:
             out += [f"Compilation cache (`train.compile_cache`), {runs_line(cache[key])}: "
                     "time from train() entry to the first call done, with an empty cache folder and again with "
                     "the folder the first run filled.", "", *cache_table(cache[key]), ""]
-        if key in precision:
-            out += [f"Mixed precision (`train.compute_dtype`), {runs_line(precision[key])}: the trainer "
-                    "computing its steps in float32 and in bfloat16 (parameters and optimizer state float32), "
-                    "interleaved per round.", "", *precision_table(precision[key]), ""]
-    if not any(k[2] for k in set(throughput) | set(cache) | set(precision)):
+        for kind, comparison in COMPARISONS.items():
+            if key in compared[kind]:
+                out += [f"{comparison.title}, {runs_line(compared[kind][key])}: {comparison.description}, "
+                        "interleaved per round.", "", *comparison_table(compared[kind][key], comparison), ""]
+    if not any(k[2] for k in machines):
         out += ["No GPU row exists yet: no run on a GPU machine has been committed (see \"On a GPU\" below).", ""]
     out += [FOOTER.strip(), "", (notes or HAND_WRITTEN).strip(), ""]
     return "\n".join(out)
@@ -596,6 +635,8 @@ def main(argv=None):
                         help="also time the trainer's start-up with an empty and a warm train.compile_cache")
     parser.add_argument("--bf16", action="store_true",
                         help="also: the trainer with train.compute_dtype float32 and bfloat16, interleaved")
+    parser.add_argument("--cpu_devices", action="store_true",
+                        help="also: the trainer with train.cpu_devices 1 and one per core, interleaved")
     parser.add_argument("--out", default=RESULTS, help="append rows here ('' : print only)")
     parser.add_argument("--report", action="store_true", help=f"write {DOC} from the committed rows and stop")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)

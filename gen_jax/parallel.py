@@ -7,6 +7,7 @@ devices makes XLA partition the jitted computation by rows, with the same number
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import jax
@@ -50,6 +51,21 @@ def unreplicate(tree):
     of them (`spread_rows`); host arrays go wherever they are used.
     """
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0] if isinstance(x, jax.Array) else x[0], tree)
+
+
+def use_cpu_devices(count: int) -> None:
+    """Splits the CPU into `count` JAX devices, so the loop's pmap runs one program per device on its share of
+    each batch: on CPU, convolutions use the cores better that way than as one program on all of them (see
+    docs/speed.md). A speed setting only: N devices compute what one does. It must come before JAX starts
+    (a later call that asks for another count changes nothing; the caller checks `jax.local_device_count()`),
+    yields to a count set in XLA_FLAGS or JAX_NUM_CPU_DEVICES, and leaves GPU and TPU devices alone."""
+    if count == 0 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") \
+            or "JAX_NUM_CPU_DEVICES" in os.environ:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX has started: its device count stays
+        pass
 
 
 def rows_sharding(num_rows: int) -> NamedSharding | None:

@@ -23,6 +23,7 @@ def assert_one_line_error(result, pattern):
     ({"data.batch_size": 5000}, r"batch size 5000 is larger than the training set \(1500 examples\)"),
     ({"model.name": "mlp_vea"}, r"unknown model 'mlp_vea'"),
     ({"train.steps": 0}, r"train.steps must be positive"),
+    ({"train.cpu_devices": -1}, r"train.cpu_devices must be 0 \(JAX's CPU devices as they are\) or a device"),
 ])
 @pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path, overrides, pattern):
@@ -40,6 +41,13 @@ def test_missing_config_file(tmp_path):
 def test_batch_not_divisible_by_devices(tmp_path):
     assert_one_line_error(run_cli(str(tmp_path), {**SMALL, "data.batch_size": 63}, devices=2),
                           r"batch size 63 is not divisible by the 2 devices")
+
+
+def test_batch_not_divisible_by_cpu_devices_names_the_setting(tmp_path):
+    assert_one_line_error(run_cli(str(tmp_path), {**SMALL, "data.batch_size": 63, "train.cpu_devices": 2},
+                                  devices=None),
+                          r"batch size 63 is not divisible by the 2 devices \(train.cpu_devices=2: set it to a "
+                          r"divisor of the batch size, or 0\)")
 
 
 @pytest.mark.slow

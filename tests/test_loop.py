@@ -37,7 +37,10 @@ def final_params(workdir):
 
 
 def run_cli(workdir, overrides, devices=1, **kwargs):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    """train.py in a subprocess on `devices` forced CPU devices (None: as many as train.cpu_devices makes)."""
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu"}
+    if devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     args = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()]
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, **kwargs)
@@ -94,6 +97,29 @@ def test_multi_device_equals_one_device(tmp_path, devices):
     assert result.returncode == 0, result.stderr[-2000:]
     assert_trees_close(final_params(str(tmp_path / "one")),
                        final_params(str(tmp_path / "many")), atol=1e-5)
+
+
+def first_row(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return json.loads(f.readline())
+
+
+@pytest.mark.slow
+def test_cpu_devices_split_each_batch_and_equal_one_device(tmp_path):
+    """train.cpu_devices=2 with nothing forcing a count: the CLI's run has two CPU devices and the same result."""
+    train(small_config(), str(tmp_path / "one"))
+    result = run_cli(str(tmp_path / "split"), {**SMALL, "train.cpu_devices": 2}, devices=None)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert first_row(tmp_path / "one")["devices"] == 1 and first_row(tmp_path / "split")["devices"] == 2
+    assert_trees_close(final_params(str(tmp_path / "one")),
+                       final_params(str(tmp_path / "split")), atol=1e-5)
+
+
+def test_cpu_devices_after_jax_started_warns_and_trains_on_its_devices(tmp_path, capsys):
+    assert jax.device_count() == 1  # starts JAX here (with one CPU device), if no earlier test did
+    summary = train(small_config(**{"train.cpu_devices": 3, "train.steps": 10}), str(tmp_path))
+    assert summary["devices"] == 1 and summary["step"] == 10
+    assert "warning: train.cpu_devices=3 not applied: JAX has 1 CPU device(s)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

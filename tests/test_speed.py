@@ -26,7 +26,7 @@ def _full_run(run="20300102-030405", machine=CPU):
     rows = [{**_row(run, None, None, None, None, machine=machine), "kind": "matmul_peak",
              "matmul_flops_per_sec": 100e9}]
     for round_, (jax_ips, eager, compiled) in enumerate([(120.0, 100.0, 80.0), (150.0, 100.0, 100.0)], 1):
-        rows += [_row(run, "dcgan", "gen_jax", round_, jax_ips, machine=machine,
+        rows += [_row(run, "dcgan", "gen_jax", round_, jax_ips, machine=machine, devices=2,
                       achieved_flops_per_sec=jax_ips / 64 * 40e9, matmul_flops_per_sec=100e9),
                  _row(run, "dcgan", "torch_eager", round_, eager, machine=machine),
                  _row(run, "dcgan", "torch_compile", round_, compiled, machine=machine),
@@ -70,6 +70,7 @@ def test_report_medians_spreads_and_per_round_ratios():
     assert dcgan[5] == "1.35x [1.20x–1.50x]"  # trainer / eager, per round
     assert dcgan[6] == "1.50x [1.50x–1.50x]"  # trainer / compile: 120/80 and 150/100
     assert "84.4 G (84%)" in dcgan[9]  # median of 75 and 93.75 GFLOP/s against a 100 GFLOP/s peak
+    assert dcgan[10] == "2 |" and _line(doc, "cyclegan").endswith("| — |")  # the trainer's devices, if recorded
     cyclegan = _line(doc, "cyclegan")
     assert "| — | — | 50 [50–50] | — | — |" in cyclegan  # no PyTorch reference: empty torch columns
     assert "commit `abc1234`" in doc and "`python benchmarks/speed.py`" in doc
@@ -109,6 +110,20 @@ def test_report_compile_cache_table_and_empty_report():
              "first_step_seconds": seconds} for start, seconds in (("cold", 8.0), ("warm", 2.0))]
     assert "| vae | 8.0 | 2.0 | 0.25 |" in speed.report(rows)
     assert "No full run has been committed yet" in speed.report([])
+
+
+def test_report_comparison_tables_in_the_order_measured():
+    rows = [{**_row("20300102-030405", "dcgan", "gen_jax", round_, ips), "kind": "cpu_devices", "cpu_devices": n,
+             "first_step_seconds": float(n)} for round_, (n, ips) in enumerate([(1, 100.0), (2, 150.0), (1, 110.0),
+                                                                                (2, 140.0)], 1)]
+    rows += [{**_row("20300102-030405", "vae", "gen_jax", 1, ips), "kind": "precision", "compute_dtype": dtype}
+             for dtype, ips in (("float32", 1000.0), ("bfloat16", 900.0))]
+    doc = speed.report(rows)
+    assert ("| model | 1 CPU device(s) (img/s) | 2 CPU device(s) (img/s) | 2 CPU device(s) / 1 CPU device(s) | "
+            "time to first step (s): 1 CPU device(s) / 2 CPU device(s) |") in doc
+    assert "| dcgan | 105 [100–110] | 145 [140–150] | 1.38x | 1.0 / 2.0 |" in doc
+    assert "| vae | 1,000 | 900 | 0.90x | 2.0 / 2.0 |" in doc
+    assert doc.index("Mixed precision") < doc.index("CPU devices (`train.cpu_devices`)")
 
 
 def test_report_keeps_the_hand_written_part():

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from gen_jax import config as config_lib
 from gen_jax import data, images
-from gen_jax.parallel import replicate, unreplicate
-from gen_jax.errors import UserError
+from gen_jax.parallel import replicate, unreplicate, use_cpu_devices
+from gen_jax.errors import DataError, UserError
 from gen_jax.training import distributed, hooks, runs, steps, tasks, tensorboard
 from gen_jax.training.checkpoint import Checkpointer
 
@@ -239,23 +239,35 @@ def train(config, workdir: str) -> dict:
     workdir: each feeds its own devices, all save checkpoints together, and process 0 writes the other files.
     Returns {"step": last step, "interrupted": signal number or None, "out_of_time": whether train.time_budget
     ended it, "pipeline": 'resident' or 'stream' (how the training set reached the devices,
-    `data.choose_pipeline`), "eval": final eval results}.
+    `data.choose_pipeline`), "devices": how many devices of all processes trained it, "eval": final eval
+    results}.
     """
     started = time.perf_counter()
     config = config_lib.finalize(config)
     train_cfg = config.train
+    use_cpu_devices(train_cfg.cpu_devices)  # before anything starts JAX
     if train_cfg.compile_cache:
         enable_compile_cache(train_cfg.compile_cache)
     runs.prepare_workdir(workdir, config)  # usable, and a resume keeps the saved config; writes nothing
     primary, multi_process = distributed.is_primary(), jax.process_count() > 1
+    report = (lambda line: print(line, file=sys.stderr)) if primary else (lambda line: None)
     devices = jax.local_devices()
     num_devices = jax.device_count()  # of all processes: the global batch is split over every one
+    if train_cfg.cpu_devices and devices[0].platform == "cpu" and len(devices) != train_cfg.cpu_devices:
+        report(f"warning: train.cpu_devices={train_cfg.cpu_devices} not applied: JAX has {len(devices)} CPU "
+               f"device(s), set before train() (XLA_FLAGS, JAX_NUM_CPU_DEVICES, or JAX already started: call "
+               f"gen_jax.parallel.use_cpu_devices({train_cfg.cpu_devices}) first); it only changes speed")
     dataset = tasks.load_data(config, lazy=True)  # the training set is decoded by the pipeline chosen below
     task = tasks.build(config, dataset)
     runs.state_shapes(task, config, dataset)  # a model that cannot be built is a ConfigError, before compiling
     stream_sizes = {name: len(next(iter(arrays.values()))) for name, arrays in task.train_data.items()}
     for size in stream_sizes.values():  # every stream holds at least one global batch, split evenly
-        local_batch = data.check_batching(size, config.data.batch_size, num_devices)
+        try:
+            local_batch = data.check_batching(size, config.data.batch_size, num_devices)
+        except DataError as e:
+            split = devices[0].platform == "cpu" and train_cfg.cpu_devices == len(devices) > 1
+            raise DataError(f"{e} (train.cpu_devices={train_cfg.cpu_devices}: set it to a divisor of the batch "
+                            f"size, or 0)" if split else str(e)) from None
     pipeline = data.choose_pipeline(config.data, task.train_data)  # resident or stream
     scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 
@@ -263,7 +275,6 @@ def train(config, workdir: str) -> dict:
     init_key, train_key, picture_key, eval_key = (jax.random.fold_in(root, i) for i in range(4))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
     state = jax.jit(task.init_state)(init_key)
-    report = (lambda line: print(line, file=sys.stderr)) if primary else (lambda line: None)
     restored, step = checkpointer.restore_newest_good(state, report=report, set_aside=True)  # corrupt steps:
     state, step = (state, 0) if restored is None else (restored, step)                        # reported, moved aside
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -314,6 +325,7 @@ def train(config, workdir: str) -> dict:
                     values["images_per_sec"] = (step - timer_step) * config.data.batch_size / (now - timer_start)
                 if startup_seconds is not None:  # from train() to the first call done: loading, init, compiling
                     values["startup_seconds"], startup_seconds = startup_seconds, None
+                    values["devices"] = num_devices  # what this invocation split each batch over
                 timer_step, timer_start = step, now
                 if primary:
                     _write_jsonl(metrics_path, {"step": step, **values})
@@ -340,7 +352,7 @@ def train(config, workdir: str) -> dict:
         checkpointer.save(step, state)
         summary["interrupted"] = (stop.signum or signal.SIGTERM) if stopping else None  # SIGTERM: a peer's signal
 
-    summary["step"] = step
+    summary["step"], summary["devices"] = step, num_devices
     if not stopping:
         if primary:
             _write_pictures(task, state, dataset, picture_key, workdir, step, board)
