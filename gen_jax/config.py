@@ -50,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
                                   # float32; sampling and evaluation compute in float32), see models/precision.py
         compile_cache="",     # a folder for JAX's persistent compilation cache ('' = off): later runs start faster
         cpu_devices=0,        # >0: on CPU, split the cores into this many JAX devices, each running its share of
-                              # the batch (faster for convolutions; same results); set before JAX starts
+                              # the batch (faster for convolutions, same computation); set before JAX starts
         time_budget=0.0,      # >0: minutes this invocation may train; then it stops as if at train.steps (saves,
                               # writes samples, evaluates), so a rerun with a budget continues from there
     ))
