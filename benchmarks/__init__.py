@@ -20,8 +20,9 @@ def commit() -> str:
 
 
 def pin_to_core(cpu: int) -> None:
-    """Runs this process on core `cpu` with one XLA thread, so two benchmarks can share the 2-core box without
-    either getting more than one core. Call it before JAX starts its thread pools."""
+    """Runs this process on core `cpu` with one XLA thread and one CPU device (a config's train.cpu_devices
+    yields to the forced count), so two benchmarks can share the 2-core box without either getting more than
+    one core, and pinned rows stay comparable. Call it before JAX starts its thread pools."""
     os.sched_setaffinity(0, {cpu})
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                               "intra_op_parallelism_threads=1").strip()
+                               "intra_op_parallelism_threads=1 --xla_force_host_platform_device_count=1").strip()

@@ -143,3 +143,16 @@ def test_benchmark_overrides_load(name):
     assert config.train.steps == log_every * (1 + intervals)
     assert log_every % config.train.steps_per_call == 0
     assert config.data.source == model.source.format(mnist="../shared/data/mnist")
+
+
+def test_pinned_benchmark_keeps_one_cpu_device_whatever_the_config_asks():
+    """benchmarks.pin_to_core: one core, one device, even for a config with train.cpu_devices=2."""
+    import subprocess
+    script = ("import benchmarks; benchmarks.pin_to_core(0)\n"
+              "from gen_jax.parallel import use_cpu_devices; use_cpu_devices(2)\n"
+              "import jax, os; print(jax.local_device_count(), sorted(os.sched_getaffinity(0)))")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=speed.ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1", "[0]"]
