@@ -17,8 +17,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def pmean(tree, axis_name: str | None):
-    """Mean over the device axis (gradients, metrics, batch statistics); identity when unmapped."""
-    return tree if axis_name is None else lax.pmean(tree, axis_name)
+    """Mean over the device axis (gradients, metrics, batch statistics); identity when unmapped or when the axis
+    has one device, where XLA would still compile an all-reduce that copies every gradient on each step."""
+    if axis_name is None or lax.axis_size(axis_name) == 1:
+        return tree
+    return lax.pmean(tree, axis_name)
 
 
 def local_rows(draw: Callable, key: jax.Array, local_shape: tuple, axis_name: str | None):
