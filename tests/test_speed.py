@@ -156,3 +156,31 @@ def test_pinned_benchmark_keeps_one_cpu_device_whatever_the_config_asks():
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["1", "[0]"]
+
+
+PROFILE_SCRIPT = """
+import json, sys, tempfile
+from benchmarks import step_profile   # turns XLA:CPU's per-operation trace events on, before JAX starts
+import jax, jax.numpy as jnp
+f = jax.jit(lambda a, b: jnp.tanh(a @ b) @ b)
+a = b = jnp.ones((64, 64))
+f(a, b).block_until_ready()
+trace = tempfile.mkdtemp()
+jax.profiler.start_trace(trace)
+for _ in range(20):
+    f(a, b).block_until_ready()
+jax.profiler.stop_trace()
+print(json.dumps(step_profile.per_step_times(trace, 20)))
+"""
+
+
+def test_step_profile_finds_each_operation_of_a_call_once_per_call():
+    import subprocess
+
+    from benchmarks.step_profile import group
+    done = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT], cwd=speed.ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    times = json.loads(done.stdout.strip().splitlines()[-1])
+    matmuls = [us for name, us in times.items() if group(name) in ("YNNPACK fusions", "dots (Eigen)")]
+    assert len(matmuls) >= 2 and all(us > 0 for us in matmuls), times  # the two matmuls, each timed
