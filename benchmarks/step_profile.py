@@ -57,7 +57,8 @@ def per_step_times(trace_dir: str, steps: int) -> dict:
                 total[event.name] += event.duration_ns
                 count[event.name] += 1
     return {name: total[name] / 1e3 / steps for name in total
-            if steps <= count[name] <= 1.1 * steps and not name.startswith(("while", "Thunk", "$"))}
+            if steps <= count[name] <= 1.1 * steps and not name.startswith(("while", "Thunk", "$"))
+            and "::" not in name}  # C++ scopes (the compiler's passes) are not operations
 
 
 def profile(model_name: str, steps: int, data_dir: str) -> dict:
