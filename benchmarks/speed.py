@@ -621,6 +621,17 @@ own; the conv models' CPU fast path is not taken there, and both sides run at th
 
 # ----------------------------------------------------------------------------------------------------------
 
+def recorded_command(argv) -> str:
+    """The command a row names: how it was measured, without --out (where the rows went, often a path of the
+    machine that ran it, which has no place in the committed results)."""
+    kept, skip_next = [], False
+    for arg in argv:
+        if not skip_next and not arg.startswith("--out"):
+            kept.append(arg)
+        skip_next = arg == "--out"  # its value is the next argument
+    return " ".join(["python benchmarks/speed.py", *kept])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help=f"comma-separated, from: {','.join(MODELS)} (default: all)")
@@ -658,9 +669,8 @@ def main(argv=None):
             f.write(report(committed_rows(), hand_written(kept)))
         print(f"wrote {DOC}")
         return
-    command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     start = time.perf_counter()
-    measure(args, command.strip())
+    measure(args, recorded_command(argv if argv is not None else sys.argv[1:]))
     print(f"done in {time.perf_counter() - start:.0f} s; rows in {args.out or '(not saved)'}", flush=True)
 
 

@@ -184,3 +184,10 @@ def test_step_profile_finds_each_operation_of_a_call_once_per_call():
     times = json.loads(done.stdout.strip().splitlines()[-1])
     matmuls = [us for name, us in times.items() if group(name) in ("YNNPACK fusions", "dots (Eigen)")]
     assert len(matmuls) >= 2 and all(us > 0 for us in matmuls), times  # the two matmuls, each timed
+
+
+def test_rows_name_the_command_without_where_their_rows_went():
+    assert (speed.recorded_command(["--models=vae,gan", "--rounds=2", "--out=/somewhere/rows.jsonl"])
+            == "python benchmarks/speed.py --models=vae,gan --rounds=2")
+    assert speed.recorded_command(["--out", "/somewhere/rows.jsonl", "--quick"]) == "python benchmarks/speed.py --quick"
+    assert speed.recorded_command([]) == "python benchmarks/speed.py"
