@@ -9,7 +9,8 @@ measurement in its own subprocess:
   torch eager  the seed's model and train step (benchmarks/torch_seed.py), same batch, float32, same threads
   torch.compile  the same with the networks under torch.compile; its first step includes the compile
 plus each measurement's peak resident memory (the child's ru_maxrss), the FLOPs of gen_jax's step (XLA's cost
-analysis of the compiled step) and this machine's float32 matmul peak (a large jnp.dot, same run).
+analysis of the compiled step), this machine's float32 matmul peak (a large jnp.dot, same run), and the step's
+matmuls and optimizer updates alone (what the trainer / eager ratio could reach if the rest were free).
 
   python benchmarks/speed.py                     # every model, 2 rounds; appends to benchmarks/speed_results.jsonl
   python benchmarks/speed.py --models=vae,dcgan --rounds=3 --steps=400
@@ -212,9 +213,9 @@ def child_torch(args) -> dict:
             **({"device_peak_mb": torch.cuda.max_memory_allocated() / 2**20} if cuda else {})}
 
 
-def child_flops(args) -> dict:
-    """FLOPs of one train step of configs/MODEL.py from XLA's cost analysis of the compiled per-device step
-    (`Task.train_step` under pmap on one device, the loop's batch), nothing run."""
+def _abstract_step(args):
+    """(configs/MODEL.py's train step pmapped as the loop runs it, its abstract state, batch and key on one
+    device): enough to lower or trace the step, nothing allocated."""
     import jax
 
     from gen_jax import config as config_lib
@@ -228,11 +229,101 @@ def child_flops(args) -> dict:
     batch = {name: lead((config.data.batch_size, *array.shape[1:]), array.dtype)
              for arrays in task.train_data.values() for name, array in arrays.items()}
     key = lead((), jax.eval_shape(lambda: jax.random.key(0)).dtype)
-    compiled = jax.pmap(task.train_step, axis_name="batch").lower(state, batch, key).compile()
-    cost = compiled.cost_analysis()
+    return jax.pmap(task.train_step, axis_name="batch"), (state, batch, key)
+
+
+def child_flops(args) -> dict:
+    """FLOPs of one train step of configs/MODEL.py from XLA's cost analysis of the compiled per-device step
+    (`Task.train_step` under pmap on one device, the loop's batch), nothing run."""
+    step, abstract = _abstract_step(args)
+    cost = step.lower(*abstract).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return {"flops_per_step": float(cost["flops"]), "flops_source": "XLA cost analysis of the compiled step",
-            "batch": config.data.batch_size}
+            "batch": next(iter(abstract[1].values())).shape[1]}
+
+
+def step_products(jaxpr, repeats: int = 1):
+    """Yields (primitive, lhs shape, rhs shape, dimension numbers) for every dot_general and convolution one
+    run of `jaxpr` computes, its sub-jaxprs included (a scan's body once per iteration)."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("dot_general", "conv_general_dilated"):
+            for _ in range(repeats):
+                yield (eqn.primitive.name, *(tuple(v.aval.shape) for v in eqn.invars[:2]),
+                       eqn.params.get("dimension_numbers"))
+        times = repeats * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's jaxpr
+                if hasattr(sub, "eqns"):
+                    yield from step_products(sub, times)
+
+
+def einsum_spec(lhs_ndim: int, rhs_ndim: int, dimension_numbers) -> str:
+    """The einsum of a dot_general: output = batch dims, then lhs free dims, then rhs free dims."""
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    lhs, rhs = [None] * lhs_ndim, [None] * rhs_ndim
+    for l, r in [*zip(lhs_batch, rhs_batch), *zip(lhs_contract, rhs_contract)]:
+        lhs[l] = rhs[r] = next(letters)
+    lhs = [d or next(letters) for d in lhs]
+    rhs = [d or next(letters) for d in rhs]
+    out = ([lhs[d] for d in lhs_batch] + [lhs[d] for d in range(lhs_ndim) if d not in (*lhs_batch, *lhs_contract)]
+           + [rhs[d] for d in range(rhs_ndim) if d not in (*rhs_batch, *rhs_contract)])
+    return f"{''.join(lhs)},{''.join(rhs)}->{''.join(out)}"
+
+
+def _best_seconds(call, calls: int, repeats: int) -> float:
+    """Best over `repeats` of the mean time of `calls` back-to-back calls (`call` waits for its result)."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def child_dots(args) -> dict:
+    """Two parts of configs/MODEL.py's train step alone, each as one jitted XLA call on random float32 operands:
+    every dot_general of the step (from its jaxpr; XLA:CPU's kernels, free to run them concurrently as in the
+    step) and one optimizer update of every network. The dots also run one after another in torch eager, the
+    kernels the seed's step uses. Convolutions are counted, not run."""
+    import jax
+    import numpy as np
+
+    from gen_jax.training.train_state import TrainState
+    step, abstract = _abstract_step(args)
+    products = list(step_products(jax.make_jaxpr(step)(*abstract).jaxpr))
+    dots = [(lhs, rhs, dims) for name, lhs, rhs, dims in products if name == "dot_general"]
+    rng = np.random.default_rng(0)
+    random = lambda shape: rng.standard_normal(shape).astype(np.float32)
+    operands = [(random(lhs), random(rhs)) for lhs, rhs, _ in dots]
+    flops = sum(2 * math.prod(lhs) * math.prod(rhs) / math.prod(rhs[d] for d in (*dims[0][1], *dims[1][1]))
+                for lhs, rhs, dims in dots)
+    all_dots = jax.jit(lambda pairs: [jax.lax.dot_general(a, b, dims) for (a, b), (_, _, dims) in zip(pairs, dots)])
+    is_network = lambda x: isinstance(x, TrainState)
+    networks = [n for n in jax.tree.leaves(abstract[0], is_leaf=is_network) if is_network(n)]
+    networks = [jax.tree.map(lambda s: random(s.shape[1:]).astype(s.dtype), n) for n in networks]  # one device's
+    grads = [jax.tree.map(lambda p: random(p.shape), n.params) for n in networks]
+    all_updates = jax.jit(lambda nets, grads: [n.apply_gradients(g) for n, g in zip(nets, grads)])
+    calls = 5 if args.quick else 50
+    seconds = {}
+    for name, call, inputs in (("xla_dots_seconds", all_dots, (jax.device_put(operands),)),
+                               ("xla_updates_seconds", all_updates, jax.device_put((networks, grads)))):
+        jax.block_until_ready(call(*inputs))
+        seconds[name] = _best_seconds(lambda: jax.block_until_ready(call(*inputs)), calls, 5)
+    result = {"dots": len(dots), "convolutions": len(products) - len(dots), "dot_flops_per_step": flops,
+              "networks": len(networks), **seconds}
+    try:
+        import torch
+    except ImportError:
+        return result
+    torch.set_num_threads(args.threads)
+    specs = [einsum_spec(len(lhs), len(rhs), dims) for lhs, rhs, dims in dots]
+    tensors = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in operands]
+    run = lambda: [torch.einsum(spec, a, b) for spec, (a, b) in zip(specs, tensors)]
+    run()
+    return {**result, "torch_dots_seconds": _best_seconds(run, calls, 5), "threads": torch.get_num_threads()}
 
 
 def child_matmul_peak(args) -> dict:
@@ -254,7 +345,7 @@ def child_matmul_peak(args) -> dict:
 
 
 CHILDREN = {"gen_jax": child_gen_jax, "torch_eager": child_torch, "torch_compile": child_torch,
-            "flops": child_flops, "matmul_peak": child_matmul_peak}
+            "flops": child_flops, "dots": child_dots, "matmul_peak": child_matmul_peak}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -359,6 +450,7 @@ def measure(args, command: str) -> list[dict]:
         log_every, intervals = _steps(MODELS[name], args)
         if args.rounds:
             flops[name] = emit(kind="flops", model=name, **run_child("flops", args, name, log_every, intervals))
+            emit(kind="dots", model=name, **run_child("dots", args, name, log_every, intervals))
     for round_ in range(1, args.rounds + 1):
         for name in names:
             model = MODELS[name]
@@ -496,6 +588,31 @@ def cache_table(rows) -> list[str]:
     return out
 
 
+def matmul_table(dots, timed) -> list[str]:
+    """The markdown table of the steps' matmuls and optimizer updates alone (`dots` rows of models without
+    convolutions) beside the trainer's and torch eager's whole steps in the same run (`timed` rows): what the
+    trainer / eager ratio would be if a step did nothing else, at XLA's speed."""
+    out = ["| model | matmuls per step | matmul GFLOP per step | matmuls alone: XLA / torch eager (ms) | optimizer "
+           "updates alone, XLA (ms) | trainer step (ms) | torch eager step (ms) | trainer / eager if the step were "
+           "only its matmuls and updates |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in sorted((r for r in dots if r.get("convolutions") == 0 and "xla_dots_seconds" in r),
+                      key=lambda r: list(MODELS).index(r["model"]) if r["model"] in MODELS else len(MODELS)):
+        same = [r for r in timed if r.get("model") == row["model"] and r["run"] == row["run"] and "error" not in r]
+
+        def step(side):  # median seconds per step over the run's rounds
+            values = [r["batch"] / r["images_per_sec"] for r in same if r["side"] == side and "images_per_sec" in r]
+            return statistics.median(values) if values else None
+
+        ms = lambda seconds: f"{seconds * 1e3:.2f}" if seconds else "—"
+        trainer, eager = step("gen_jax"), step("torch_eager")
+        floor = row["xla_dots_seconds"] + row["xla_updates_seconds"]
+        out.append(f"| {row['model']} | {row['dots']} | {row['dot_flops_per_step'] / 1e9:.2f} | "
+                   f"{ms(row['xla_dots_seconds'])} / {ms(row.get('torch_dots_seconds'))} | "
+                   f"{ms(row['xla_updates_seconds'])} | {ms(trainer)} | {ms(eager)} | "
+                   f"{f'{eager / floor:.2f}x' if eager else '—'} |")
+    return out
+
+
 def comparison_table(rows, comparison: Comparison) -> list[str]:
     """The markdown table of one run's rows of `comparison`: the trainer's throughput under each value (in the
     order the run measured them), the last over the first, and the time to first step."""
@@ -534,6 +651,7 @@ def report(rows, notes: str = "") -> str:
     compile-cache table (quick rows never appear in them), then `notes`, the hand-written part."""
     out = [HEADER.strip(), ""]
     throughput, cache = latest_runs(rows, "throughput"), latest_runs(rows, "compile_cache")
+    dots = latest_runs(rows, "dots")
     compared = {kind: latest_runs(rows, kind) for kind in COMPARISONS}
     if not throughput and not cache:
         out += ["No full run has been committed yet: run the command above on a quiet machine, commit\n"
@@ -553,6 +671,15 @@ def report(rows, notes: str = "") -> str:
                     out.append(f"- {r['model']} / {SIDE_NAMES.get(r['side'], r['side'])} round {r['round']} failed: "
                                f"{r['error'][:300]}")
             out.append("")
+            matmuls = matmul_table(dots.get(key, []), timed)
+            if len(matmuls) > 2:
+                out += [f"The steps' matmuls and optimizer updates alone, {runs_line(dots[key])}: every "
+                        "`dot_general` of gen_jax's train step (from its jaxpr; models without convolutions) on "
+                        "random operands as one jitted XLA call, and the same one after another in torch eager "
+                        "(`torch.einsum`); one optimizer update of every network as one jitted XLA call; best of 5 "
+                        "x 50 calls. Steps are the medians of the run's rounds. The last column is torch eager's "
+                        "whole step over gen_jax's matmuls plus updates: the trainer / eager ratio a step could "
+                        "reach if everything else in it were free.", "", *matmuls, ""]
         if key in cache:
             out += [f"Compilation cache (`train.compile_cache`), {runs_line(cache[key])}: "
                     "time from train() entry to the first call done, with an empty cache folder and again with "

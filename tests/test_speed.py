@@ -191,3 +191,67 @@ def test_rows_name_the_command_without_where_their_rows_went():
             == "python benchmarks/speed.py --models=vae,gan --rounds=2")
     assert speed.recorded_command(["--out", "/somewhere/rows.jsonl", "--quick"]) == "python benchmarks/speed.py --quick"
     assert speed.recorded_command([]) == "python benchmarks/speed.py"
+
+
+@pytest.mark.parametrize("lhs, rhs, dims", [
+    ((3, 5), (5, 4), (((1,), (0,)), ((), ()))),          # x @ w
+    ((6, 5), (6, 4), (((0,), (0,)), ((), ()))),          # a weight gradient: x^T g
+    ((3, 4), (5, 4), (((1,), (1,)), ((), ()))),          # an input gradient: g w^T
+    ((2, 3, 5), (2, 4, 5), (((2,), (2,)), ((0,), (0,)))),  # batched
+])
+def test_einsum_spec_computes_the_dot_general(lhs, rhs, dims):
+    import jax
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(lhs, np.float32), rng.standard_normal(rhs, np.float32)
+    want = np.asarray(jax.lax.dot_general(a, b, dims))
+    np.testing.assert_allclose(np.einsum(speed.einsum_spec(len(lhs), len(rhs), dims), a, b), want, rtol=1e-5)
+
+
+def test_step_products_finds_every_matmul_of_a_step_with_its_repeats():
+    """Dots of the backward pass, of nested jits and of a scan body (once per iteration); convolutions too."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(w, x):
+        h = jax.jit(jnp.tanh)(x @ w)
+        h, _ = jax.lax.scan(lambda c, _: (c @ w.T @ w, None), h, None, length=3)
+        return jnp.sum(jax.lax.conv(h[None, None], w[None, None], (1, 1), "SAME"))
+
+    w, x = jnp.ones((4, 4)), jnp.ones((2, 4))
+    products = list(speed.step_products(jax.make_jaxpr(jax.grad(loss))(w, x).jaxpr))
+    names = [p[0] for p in products]
+    assert names.count("conv_general_dilated") >= 1
+    # forward: x @ w, 3 x 2 in the scan; backward: dw and dx of each of those 7 (dx of x @ w is not needed)
+    assert names.count("dot_general") == 1 + 3 * 2 + 1 + 3 * 2 * 2
+    assert ("dot_general", (2, 4), (4, 4), (((1,), (0,)), ((), ()))) in products
+
+
+def test_report_matmul_table_sets_the_ceiling_from_the_runs_steps():
+    rows = _full_run()
+    run = rows[0]["run"]
+    for model, convolutions in (("dcgan", 0), ("cyclegan", 4)):
+        rows.append({**_row(run, model, None, None, None), "kind": "dots", "dots": 12, "convolutions": convolutions,
+                     "dot_flops_per_step": 3e8, "xla_dots_seconds": 0.12, "torch_dots_seconds": 0.2,
+                     "xla_updates_seconds": 0.04})
+    doc = speed.report(rows)
+    # eager: 64 images at 100 img/s = 0.64 s a step, over 0.12 + 0.04 s of matmuls and updates: 4x; the
+    # trainer's steps 64/120 and 64/150 s: median 0.48
+    assert "| dcgan | 12 | 0.30 | 120.00 / 200.00 | 40.00 | 480.00 | 640.00 | 4.00x |" in doc
+    assert "| cyclegan | 12 |" not in doc  # its convolutions are not in the matmuls: no ceiling
+    assert "The steps' matmuls alone" not in speed.report(_full_run())
+
+
+def test_dots_child_times_every_matmul_and_update_of_the_vae_step(monkeypatch):
+    """The MLP VAE on the 8x8 digits (64-256-128-2x20, decoder 20-128-256-64, batch 128): its 17 dots (6
+    forward, 6 weight gradients, 5 input gradients: none for the data) and its one network's update."""
+    monkeypatch.setitem(speed.MODELS, "digits_vae", speed.Model("vae", "vae", 20, source="digits"))
+    args = type("Args", (), {"model": "digits_vae", "data": speed.MNIST, "log_every": 20, "intervals": 1,
+                             "quick": True, "threads": 1})()
+    row = speed.child_dots(args)
+    layers = 64 * 256 + 256 * 128 + 128 * 40 + 20 * 128 + 128 * 256 + 256 * 64
+    assert (row["dots"], row["convolutions"], row["networks"]) == (17, 0, 1)
+    assert row["dot_flops_per_step"] == 2 * 128 * (3 * layers - 64 * 256)
+    assert row["xla_dots_seconds"] > 0 and row["xla_updates_seconds"] > 0
+    import importlib.util
+    assert row.get("torch_dots_seconds", 0) > 0 or importlib.util.find_spec("torch") is None
