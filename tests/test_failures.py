@@ -19,7 +19,7 @@ from gen_jax.data import sources
 from gen_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from gen_jax.training import runs, steps
 from gen_jax.training.checkpoint import Checkpointer, CorruptCheckpointError
-from gen_jax.training.loop import NonFiniteError, train
+from gen_jax.training.loop import NonFiniteError, device_steps, train
 from gen_jax.training.train_state import TrainState
 from test_cli import assert_one_line_error
 from test_loop import ROOT, SMALL, run_cli, small_config
@@ -72,6 +72,26 @@ def test_guard_is_exact_when_finite_and_rejects_nonfinite_updates():
         (later, health), metrics = guarded((after, health), batch, None, 8)
         assert bool(metrics["_ok"]) == (mode == "skip")  # stop freezes the state until the host stops
         assert int(health["first_bad_step"]) == 7
+
+
+@pytest.mark.parametrize("poisoned", [(), (2,), (0, 3)])
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_steps_of_a_call_equal_the_guarded_steps_one_by_one(mode, poisoned):
+    """device_steps guards k steps once per call, falling back to guarding each step when one is not finite:
+    state, health and averaged metrics equal those of the guarded steps run one at a time, bit for bit."""
+    k, first, key = 4, 10, jax.random.key(0)
+    batches = {"x": jnp.arange(3.0 * k).reshape(k, 3) / 7, "poison": jnp.isin(jnp.arange(k), jnp.array(poisoned))}
+    carry = (_toy_state(), steps.init_health())
+    (state, health), metrics = jax.jit(lambda c, b: device_steps(_toy_step, c, b, first, key=key,
+                                                                 on_nonfinite=mode))(carry, batches)
+    guarded, losses = jax.jit(steps.guard_nonfinite(_toy_step, mode=mode)), []
+    for i in range(k):
+        carry, m = guarded(carry, jax.tree.map(lambda b: b[i], batches), jax.random.fold_in(key, first + i), first + i)
+        losses += [float(m["loss"])] if bool(m["_ok"]) else []
+    for a, b in zip(jax.tree.leaves((state, health)), jax.tree.leaves(carry)):
+        np.testing.assert_array_equal(a, b)
+    assert int(health["first_bad_step"]) == (first + poisoned[0] if poisoned else -1)
+    np.testing.assert_allclose(float(metrics["loss"]), np.mean(losses) if losses else np.nan, rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -40,28 +40,45 @@ def _mean_of_applied(values, applied):
     return jnp.where(jnp.all(applied), values.mean(axis=0), jnp.where(jnp.any(applied), kept, jnp.nan))
 
 
-def device_steps(train_step, carry, batches, first_step, *, key):
-    """Runs k consecutive steps on one device.
+def device_steps(train_step, carry, batches, first_step, *, key, on_nonfinite: str = "stop"):
+    """Runs k consecutive steps on one device, every update guarded against NaN and inf.
 
-    train_step: a `steps.guard_nonfinite` step; carry: (state, health). batches: {batch key: [k, local_batch,
-    ...]}, this device's share of k global batches. The key of step s is fold_in(key, s). Metrics are averaged
-    over the k steps (over those whose update was applied).
+    train_step: step(state, batch, key) -> (state, metrics), a `steps` factory's; carry: (state, health), health
+    as `steps.init_health`. batches: {batch key: [k, local_batch, ...]}, this device's share of k global batches.
+    The key of step s is fold_in(key, s). Metrics are averaged over the k steps (over those whose update was
+    applied). on_nonfinite: `steps.guard_nonfinite`'s mode.
+
+    Over k > 1 steps the guard's select is paid once per call, not per step: the steps run unguarded, recording
+    whether each one's metrics and updated state are finite, and their result stands when all were (it is then
+    what the guarded steps give, bit for bit); otherwise the call runs again from its first state with every
+    step guarded, which keeps the last good state and records the first bad step.
     """
-
-    def one_step(carry, batch, step):
-        return train_step(carry, batch, jax.random.fold_in(key, step), step)
-
-    num_steps = next(iter(batches.values())).shape[0]
-    if num_steps == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
-        carry, metrics = one_step(carry, jax.tree.map(lambda b: b[0], batches), first_step)
+    guarded = steps.guard_nonfinite(train_step, mode=on_nonfinite)
+    step_numbers = first_step + jnp.arange(next(iter(batches.values())).shape[0])
+    if step_numbers.shape[0] == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
+        carry, metrics = guarded(carry, jax.tree.map(lambda b: b[0], batches),
+                                 jax.random.fold_in(key, first_step), first_step)
         return carry, {k: v for k, v in metrics.items() if k != "_ok"}
-    carry, metrics = lax.scan(lambda c, xs: one_step(c, *xs), carry,
-                              (batches, first_step + jnp.arange(num_steps)))
+
+    def unguarded(state, xs):
+        batch, step = xs
+        state, metrics = train_step(state, batch, jax.random.fold_in(key, step))
+        return state, (metrics, steps.update_is_finite(state, metrics))
+
+    def all_guarded(carry):
+        return lax.scan(lambda c, xs: guarded(c, xs[0], jax.random.fold_in(key, xs[1]), xs[1]), carry,
+                        (batches, step_numbers))
+
+    state, health = carry
+    new_state, (metrics, finite) = lax.scan(unguarded, state, (batches, step_numbers))
+    accepted = jnp.all(finite) if on_nonfinite == "skip" else jnp.all(finite) & (health["first_bad_step"] < 0)
+    carry, metrics = lax.cond(accepted, lambda: ((new_state, health), {**metrics, "_ok": finite}),
+                              lambda: all_guarded(carry))
     applied = metrics.pop("_ok")
     return carry, jax.tree.map(lambda m: _mean_of_applied(m, applied), metrics)
 
 
-def resident_steps(train_step, carry, train_data, indices, first_step, *, key):
+def resident_steps(train_step, carry, train_data, indices, first_step, *, key, on_nonfinite: str = "stop"):
     """`device_steps` on batches gathered from resident data: train_data is `Task.train_data` on this device,
     indices {stream: int32 [k, local_batch]} the rows of this device's share of each global batch.
 
@@ -69,7 +86,7 @@ def resident_steps(train_step, carry, train_data, indices, first_step, *, key):
     XLA's while loop on every call (a read-only argument cannot be aliased by the loop's buffers).
     """
     batches = {name: array[indices[stream]] for stream, arrays in train_data.items() for name, array in arrays.items()}
-    return device_steps(train_step, carry, batches, first_step, key=key)
+    return device_steps(train_step, carry, batches, first_step, key=key, on_nonfinite=on_nonfinite)
 
 
 def _agreed(flag: bool, host_point: bool, multi_process: bool) -> bool:
@@ -286,11 +303,11 @@ def train(config, workdir: str) -> dict:
         board = tensorboard.Writer(workdir, start_step=step)  # workdir/tensorboard/: tensorboard --logdir=workdir
         board.config(config, step)
 
-    guarded_step = steps.guard_nonfinite(task.train_step, mode=train_cfg.on_nonfinite)
     call_inputs = (_resident_inputs(config, task.train_data, stream_sizes, local_batch, devices)
                    if pipeline == "resident" else _streamed_inputs(config, task.train_data, step, local_batch, devices))
     parallel_steps = jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps,
-                                                guarded_step, key=train_key), axis_name=AXIS, donate_argnums=(0,))
+                                                task.train_step, key=train_key, on_nonfinite=train_cfg.on_nonfinite),
+                               axis_name=AXIS, donate_argnums=(0,))
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"

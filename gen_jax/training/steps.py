@@ -456,6 +456,17 @@ def _all_finite(state) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _finite_flags(new_state, metrics) -> list:
+    """Whether each metric (in sorted order), then the updated state, is finite: `init_health`'s bits."""
+    return [jnp.all(jnp.isfinite(metrics[name])) for name in sorted(metrics)] + [_all_finite(new_state)]
+
+
+def update_is_finite(new_state, metrics) -> jax.Array:
+    """Whether `guard_nonfinite` would apply this update (every metric and the updated state finite), without
+    applying or rejecting anything."""
+    return jnp.all(jnp.stack(_finite_flags(new_state, metrics)))
+
+
 def guard_nonfinite(train_step, *, mode: str = "stop"):
     """Wraps a step so that an update with a NaN or inf in its metrics (the loss) or in the updated parameters
     and model state (where a non-finite gradient lands) is never applied: the old state is kept, all on the
@@ -475,7 +486,7 @@ def guard_nonfinite(train_step, *, mode: str = "stop"):
     def guarded(carry, batch, key, step):
         state, health = carry
         new_state, metrics = train_step(state, batch, key)
-        flags = [jnp.all(jnp.isfinite(metrics[name])) for name in sorted(metrics)] + [_all_finite(new_state)]
+        flags = _finite_flags(new_state, metrics)
         finite = jnp.all(jnp.stack(flags))
         ok = finite if mode == "skip" else finite & (health["first_bad_step"] < 0)
         state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
