@@ -48,10 +48,11 @@ def device_steps(train_step, carry, batches, first_step, *, key, on_nonfinite: s
     The key of step s is fold_in(key, s). Metrics are averaged over the k steps (over those whose update was
     applied). on_nonfinite: `steps.guard_nonfinite`'s mode.
 
-    Over k > 1 steps the guard's select is paid once per call, not per step: the steps run unguarded, recording
-    whether each one's metrics and updated state are finite, and their result stands when all were (it is then
-    what the guarded steps give, bit for bit); otherwise the call runs again from its first state with every
-    step guarded, which keeps the last good state and records the first bad step.
+    Over k > 1 steps the guard's select (a `jnp.where` over the whole state) runs only in a call where a step
+    was not finite: the steps run unguarded, recording whether each one's metrics and updated state are finite,
+    and their result stands when all were (it is then what the guarded steps give, bit for bit); otherwise the
+    call runs again from its first state with every step guarded, which keeps the last good state and records
+    the first bad step.
     """
     guarded = steps.guard_nonfinite(train_step, mode=on_nonfinite)
     step_numbers = first_step + jnp.arange(next(iter(batches.values())).shape[0])
