@@ -663,7 +663,8 @@ def report(rows, notes: str = "") -> str:
         out += [f"## {_machine_line(first['machine'])}", ""]
         if key in throughput:
             timed = [r for r in throughput[key] if r.get("kind") == "throughput"]
-            rounds = max((r["round"] for r in timed), default=0)
+            rounds = sorted({max(r["round"] for r in timed if r["model"] == m) for m in {r["model"] for r in timed}})
+            rounds = f"{rounds[0]}" if len(rounds) == 1 else f"{rounds[0]}-{rounds[-1]}"
             out += [f"{rounds} round(s). {runs_line(timed)}. Each model's FLOP/s is against the float32 matmul "
                     "peak measured in its own run.", "", *throughput_table(timed), ""]
             for r in throughput[key]:

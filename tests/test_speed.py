@@ -92,6 +92,7 @@ def test_report_takes_each_models_latest_run():
     assert _line(doc, "dcgan").startswith("| dcgan | 64 | 7,000 ")
     assert _line(doc, "cyclegan").split("|")[5].strip() == "50 [50–50]"
     assert "dcgan: run 20310101-000000" in doc and "cyclegan: run 20300102-030405" in doc
+    assert "1-2 round(s). " in doc and "2 round(s). " in speed.report(_full_run())  # per model, from its run
 
 
 def test_report_has_a_table_per_machine_and_marks_failures():
