@@ -55,24 +55,23 @@ def device_steps(train_step, carry, batches, first_step, *, key, on_nonfinite: s
     the first bad step.
     """
     guarded = steps.guard_nonfinite(train_step, mode=on_nonfinite)
+    step_key = lambda step: jax.random.fold_in(key, step)
     step_numbers = first_step + jnp.arange(next(iter(batches.values())).shape[0])
     if step_numbers.shape[0] == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
-        carry, metrics = guarded(carry, jax.tree.map(lambda b: b[0], batches),
-                                 jax.random.fold_in(key, first_step), first_step)
+        carry, metrics = guarded(carry, jax.tree.map(lambda b: b[0], batches), step_key(first_step), first_step)
         return carry, {k: v for k, v in metrics.items() if k != "_ok"}
 
     def unguarded(state, xs):
         batch, step = xs
-        state, metrics = train_step(state, batch, jax.random.fold_in(key, step))
+        state, metrics = train_step(state, batch, step_key(step))
         return state, (metrics, steps.update_is_finite(state, metrics))
 
     def all_guarded(carry):
-        return lax.scan(lambda c, xs: guarded(c, xs[0], jax.random.fold_in(key, xs[1]), xs[1]), carry,
-                        (batches, step_numbers))
+        return lax.scan(lambda c, xs: guarded(c, xs[0], step_key(xs[1]), xs[1]), carry, (batches, step_numbers))
 
     state, health = carry
     new_state, (metrics, finite) = lax.scan(unguarded, state, (batches, step_numbers))
-    accepted = jnp.all(finite) if on_nonfinite == "skip" else jnp.all(finite) & (health["first_bad_step"] < 0)
+    accepted = steps.update_allowed(jnp.all(finite), health, on_nonfinite)
     carry, metrics = lax.cond(accepted, lambda: ((new_state, health), {**metrics, "_ok": finite}),
                               lambda: all_guarded(carry))
     applied = metrics.pop("_ok")

@@ -467,6 +467,12 @@ def update_is_finite(new_state, metrics) -> jax.Array:
     return jnp.all(jnp.stack(_finite_flags(new_state, metrics)))
 
 
+def update_allowed(finite: jax.Array, health: dict, mode: str) -> jax.Array:
+    """Whether a finite-or-not update is applied: 'skip' applies every finite one; 'stop' none after the first
+    non-finite one (`health` records it)."""
+    return finite if mode == "skip" else finite & (health["first_bad_step"] < 0)
+
+
 def guard_nonfinite(train_step, *, mode: str = "stop"):
     """Wraps a step so that an update with a NaN or inf in its metrics (the loss) or in the updated parameters
     and model state (where a non-finite gradient lands) is never applied: the old state is kept, all on the
@@ -488,7 +494,7 @@ def guard_nonfinite(train_step, *, mode: str = "stop"):
         new_state, metrics = train_step(state, batch, key)
         flags = _finite_flags(new_state, metrics)
         finite = jnp.all(jnp.stack(flags))
-        ok = finite if mode == "skip" else finite & (health["first_bad_step"] < 0)
+        ok = update_allowed(finite, health, mode)
         state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
         first = (health["first_bad_step"] < 0) & ~finite
         what = sum(jnp.where(flag, 0, 1 << i) for i, flag in enumerate(flags)).astype(jnp.int32)
