@@ -7,6 +7,7 @@ devices makes XLA partition the jitted computation by rows, with the same number
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable
 
@@ -69,6 +70,41 @@ def use_cpu_devices(count: int) -> None:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # JAX has started: its device count stays
         pass
+
+
+# XLA:CPU hands matmuls and convolutions to YNNPACK; its convolution kernel gradients are slow, so on CPU the
+# loop's step keeps YNNPACK for matmuls and leaves convolutions to XLA's own kernels (docs/speed.md).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+@functools.cache
+def cpu_compiler_options() -> dict:
+    """XLA compiler options for the train step: CPU_COMPILER_OPTIONS on the CPU backend when this jaxlib knows
+    them, {} otherwise (GPU and TPU compile as they are)."""
+    if jax.default_backend() != "cpu":
+        return {}
+    try:
+        jax.jit(lambda x: x @ x).lower(np.eye(2, dtype=np.float32)).compile(CPU_COMPILER_OPTIONS)
+    except Exception:  # an older XLA without the option (jaxlib raises XlaRuntimeError: INVALID_ARGUMENT)
+        return {}
+    return dict(CPU_COMPILER_OPTIONS)
+
+
+def compiled_per_shapes(mapped: Callable, compiler_options: dict) -> Callable:
+    """`mapped` (a `jax.pmap`ped function) compiled ahead of time with XLA `compiler_options`, once per distinct
+    input shapes, and called like `mapped`; `mapped` itself when there are no options."""
+    if not compiler_options:
+        return mapped
+    executables = {}
+
+    def call(*args):
+        leaves, tree = jax.tree.flatten(args)
+        shapes = (tree, tuple((np.shape(x), x.dtype) for x in leaves))
+        if shapes not in executables:
+            executables[shapes] = mapped.lower(*args).compile(compiler_options)
+        return executables[shapes](*args)
+
+    return call
 
 
 def rows_sharding(num_rows: int) -> NamedSharding | None:

@@ -1,11 +1,13 @@
 """The XLA:CPU convolution forms in gen_jax.models.layers compute the plain convolution's function: values and
-gradients (in inputs and kernels) against `lax.conv_general_dilated`, under jax.jit."""
+gradients (in inputs and kernels) against `lax.conv_general_dilated`, under jax.jit; the CPU compiler options the
+loop's step compiles with change which kernels run, not the values."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax import parallel
 from gen_jax.models import gan_networks, layers
 
 
@@ -59,3 +61,43 @@ def test_dcgan_generator_is_the_same_on_the_fast_path(monkeypatch):
     fast = jax.jit(run)(variables, z)
     monkeypatch.setattr(layers, "cpu_fast_path", lambda: False)
     np.testing.assert_allclose(fast, jax.jit(run)(variables, z), rtol=1e-5, atol=1e-5)
+
+
+def _entry(hlo_text: str) -> str:
+    """The ENTRY computation of a compiled module's text: the operations it runs (fusions' bodies aside)."""
+    return hlo_text[hlo_text.index("\nENTRY"):]
+
+
+def test_cpu_compiler_options_leave_convolutions_to_xla_with_the_same_gradients():
+    """On CPU the options are known to this jaxlib and move the convolutions (forward and both gradients) out
+    of YNNPACK fusions into XLA's own convolution ops, with the gradients of the default compile."""
+    options = parallel.cpu_compiler_options()
+    assert options == parallel.CPU_COMPILER_OPTIONS
+    x = jax.random.normal(jax.random.key(4), (4, 6, 6, 8))
+    k = jax.random.normal(jax.random.key(5), (3, 3, 8, 16))
+    grad = jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.sin(_plain(x, k))), (0, 1))).lower(x, k)
+    with_options = grad.compile(options)
+    assert _entry(with_options.as_text()).count(" convolution(") == 3  # output, input and kernel gradients
+    for got, want in zip(with_options(x, k), grad.compile()(x, k), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_per_shapes_compiles_once_per_input_shapes_and_computes_what_pmap_does():
+    mapped = jax.pmap(lambda x, y: x * 2 + y, axis_name="batch")
+
+    class CountingLowerings:
+        lowered = 0
+
+        def lower(self, *args):
+            self.lowered += 1
+            return mapped.lower(*args)
+
+    counting = CountingLowerings()
+    call = parallel.compiled_per_shapes(counting, parallel.cpu_compiler_options())
+    inputs = [(np.ones((1, 3), np.float32), np.arange(3, dtype=np.float32)[None]),
+              (np.ones((1, 5), np.float32), np.zeros((1, 5), np.float32)),
+              (np.full((1, 3), 4, np.float32), np.ones((1, 3), np.float32))]
+    for args in inputs:
+        np.testing.assert_array_equal(call(*args), mapped(*args))
+    assert counting.lowered == 2  # the third call reuses the first shapes' executable
+    assert parallel.compiled_per_shapes(mapped, {}) is mapped

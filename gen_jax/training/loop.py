@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from gen_jax import config as config_lib
 from gen_jax import data, images
-from gen_jax.parallel import replicate, unreplicate, use_cpu_devices
+from gen_jax.parallel import compiled_per_shapes, cpu_compiler_options, replicate, unreplicate, use_cpu_devices
 from gen_jax.errors import DataError, UserError
 from gen_jax.training import distributed, hooks, runs, steps, tasks, tensorboard
 from gen_jax.training.checkpoint import Checkpointer
@@ -305,9 +305,11 @@ def train(config, workdir: str) -> dict:
 
     call_inputs = (_resident_inputs(config, task.train_data, stream_sizes, local_batch, devices)
                    if pipeline == "resident" else _streamed_inputs(config, task.train_data, step, local_batch, devices))
-    parallel_steps = jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps,
-                                                task.train_step, key=train_key, on_nonfinite=train_cfg.on_nonfinite),
-                               axis_name=AXIS, donate_argnums=(0,))
+    parallel_steps = compiled_per_shapes(
+        jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps, task.train_step,
+                                   key=train_key, on_nonfinite=train_cfg.on_nonfinite),
+                 axis_name=AXIS, donate_argnums=(0,)),
+        cpu_compiler_options())
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
