@@ -1,5 +1,6 @@
 """Benchmarks comparing gen_jax with reference implementations (torch_seed: the seed tutorial in PyTorch)."""
 import os
+import platform
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +18,15 @@ def commit() -> str:
         return (head or "unknown") + ("+uncommitted changes" if changed else "")
     except OSError:
         return "unknown"
+
+
+def cpu_model() -> str:
+    """This machine's CPU model name (/proc/cpuinfo), or the platform's machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
 
 
 def pin_to_core(cpu: int) -> None:

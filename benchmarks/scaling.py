@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import socket
 import statistics
@@ -85,16 +84,8 @@ def measure(args: list[str], *, workdir: str, processes: int = 1, devices: int =
             "startup_seconds": round(startup, 2)}
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def record(row: dict) -> None:
-    row = {"commit": benchmarks.commit(), "date": time.strftime("%Y-%m-%d"), "machine": cpu_model(),
+    row = {"commit": benchmarks.commit(), "date": time.strftime("%Y-%m-%d"), "machine": benchmarks.cpu_model(),
            "cpus": os.cpu_count(), **row}
     print(json.dumps(row), flush=True)
     with open(RESULTS, "a") as f:

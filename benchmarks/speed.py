@@ -17,6 +17,7 @@ matmuls and optimizer updates alone (what the trainer / eager ratio could reach 
   python benchmarks/speed.py --compile_cache     # also: trainer start-up with a cold and a warm compile cache
   python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --bf16   # train.compute_dtype float32 vs bfloat16
   python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --cpu_devices   # train.cpu_devices 1 vs per core
+  python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --cpu_convolutions   # YNNPACK vs XLA's own convs
   python benchmarks/speed.py --quick             # smoke run (< 2 min); rows marked quick, never in the table
   python benchmarks/speed.py --report            # docs/speed.md from the committed rows
 
@@ -115,8 +116,11 @@ COMPARISONS = {
     "cpu_devices": Comparison("train.cpu_devices", (1, os.cpu_count()), "{} CPU device(s)",
                               "CPU devices (`train.cpu_devices`)", "the trainer on one CPU device and on one "
                               "device per core, each running its share of every batch"),
+    "cpu_convolutions": Comparison("train.cpu_convolutions", ("ynnpack", "xla"), "{} convolutions",
+                                   "CPU convolution kernels (`train.cpu_convolutions`)", "the trainer with its "
+                                   "convolutions in YNNPACK (XLA:CPU's default) and in XLA's own kernels"),
 }
-COMPARISON_FLAGS = {"bf16": "precision", "cpu_devices": "cpu_devices"}
+COMPARISON_FLAGS = {"bf16": "precision", "cpu_devices": "cpu_devices", "cpu_convolutions": "cpu_convolutions"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -355,12 +359,7 @@ CHILDREN = {"gen_jax": child_gen_jax, "torch_eager": child_torch, "torch_compile
 def machine() -> dict:
     """This machine in words: CPU model and cores, accelerator (nvidia-smi), library versions. Starts no
     backend (a parent holding the GPU would starve its children)."""
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        cpu = platform.processor() or cpu
+    cpu = benchmarks.cpu_model()
     gpu = None
     if shutil.which("nvidia-smi"):
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
@@ -776,6 +775,8 @@ def main(argv=None):
                         help="also: the trainer with train.compute_dtype float32 and bfloat16, interleaved")
     parser.add_argument("--cpu_devices", action="store_true",
                         help="also: the trainer with train.cpu_devices 1 and one per core, interleaved")
+    parser.add_argument("--cpu_convolutions", action="store_true",
+                        help="also: the trainer with train.cpu_convolutions ynnpack and xla, interleaved")
     parser.add_argument("--out", default=RESULTS, help="append rows here ('' : print only)")
     parser.add_argument("--report", action="store_true", help=f"write {DOC} from the committed rows and stop")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)

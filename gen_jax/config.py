@@ -51,6 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
         compile_cache="",     # a folder for JAX's persistent compilation cache ('' = off): later runs start faster
         cpu_devices=0,        # >0: on CPU, split the cores into this many JAX devices, each running its share of
                               # the batch (faster for convolutions, same computation); set before JAX starts
+        cpu_convolutions="xla",  # on CPU, who computes the step's convolutions: xla (XLA's own kernels) | ynnpack
+                                 # (XLA:CPU's default); a speed setting only, faster by model (docs/speed.md)
         time_budget=0.0,      # >0: minutes this invocation may train; then it stops as if at train.steps (saves,
                               # writes samples, evaluates), so a rerun with a budget continues from there
     ))
@@ -161,11 +163,12 @@ def gan_config() -> ml_collections.ConfigDict:
 
 
 NONFINITE_MODES = ("stop", "skip")
+CPU_CONVOLUTIONS = ("xla", "ynnpack")
 _CHOICES = {  # section.key: allowed values, checked before anything is built or compiled
     "loss.likelihood": ("bernoulli", "gaussian"), "loss.reconstruction": ("mse", "bce"),
     "loss.sparsity": ("none", "kl", "l1"), "loss.corruption": ("none", "gaussian", "masking"),
     "gan.loss": ("bce", "lsgan", "hinge", "wasserstein"), "train.on_nonfinite": NONFINITE_MODES,
-    "eval.best_mode": ("min", "max"),
+    "eval.best_mode": ("min", "max"), "train.cpu_convolutions": CPU_CONVOLUTIONS,
 }
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear_second_half")

@@ -72,16 +72,18 @@ def use_cpu_devices(count: int) -> None:
         pass
 
 
-# XLA:CPU hands matmuls and convolutions to YNNPACK; its convolution kernel gradients are slow, so on CPU the
-# loop's step keeps YNNPACK for matmuls and leaves convolutions to XLA's own kernels (docs/speed.md).
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+# XLA:CPU hands matmuls, convolutions and reductions to YNNPACK; these options keep its matmuls and reductions and
+# leave convolutions to XLA's own kernels, whose gradients are faster for wider convolutions (docs/speed.md).
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 @functools.cache
-def cpu_compiler_options() -> dict:
-    """XLA compiler options for the train step: CPU_COMPILER_OPTIONS on the CPU backend when this jaxlib knows
-    them, {} otherwise (GPU and TPU compile as they are)."""
-    if jax.default_backend() != "cpu":
+def cpu_compiler_options(convolutions: str = "xla") -> dict:
+    """XLA compiler options for the train step, from `train.cpu_convolutions`: CPU_COMPILER_OPTIONS for 'xla' on
+    the CPU backend when this jaxlib knows them; {} for 'ynnpack' (XLA:CPU's default), on GPU and TPU, or with an
+    older jaxlib."""
+    if convolutions != "xla" or jax.default_backend() != "cpu":
         return {}
     try:
         jax.jit(lambda x: x @ x).lower(np.eye(2, dtype=np.float32)).compile(CPU_COMPILER_OPTIONS)

@@ -69,9 +69,11 @@ def _entry(hlo_text: str) -> str:
 
 
 def test_cpu_compiler_options_leave_convolutions_to_xla_with_the_same_gradients():
-    """On CPU the options are known to this jaxlib and move the convolutions (forward and both gradients) out
-    of YNNPACK fusions into XLA's own convolution ops, with the gradients of the default compile."""
-    options = parallel.cpu_compiler_options()
+    """On CPU, train.cpu_convolutions='xla' gives options this jaxlib knows, which move the convolutions
+    (forward and both gradients) out of YNNPACK fusions into XLA's own convolution ops, with the gradients of
+    the default compile; 'ynnpack' is the default compile."""
+    assert parallel.cpu_compiler_options("ynnpack") == {}
+    options = parallel.cpu_compiler_options("xla")
     assert options == parallel.CPU_COMPILER_OPTIONS
     x = jax.random.normal(jax.random.key(4), (4, 6, 6, 8))
     k = jax.random.normal(jax.random.key(5), (3, 3, 8, 16))

@@ -309,6 +309,7 @@ def test_corrupt_config_json_is_one_error(tmp_path):
     ({"model.hidden_dims": (32, 0)}, "model.hidden_dims must be positive integers"),
     ({"loss.likelihood": "poisson"}, "loss.likelihood must be one of bernoulli, gaussian"),
     ({"train.on_nonfinite": "ignore"}, "train.on_nonfinite must be one of stop, skip"),
+    ({"train.cpu_convolutions": "onednn"}, "train.cpu_convolutions must be one of xla, ynnpack"),
     ({"optim.name": "adagrad"}, "optim.name must be one of"),
     ({"loss.beta": -1.0}, "loss.beta must be >= 0"),
     ({"eval.batch_size": 0}, "eval.batch_size must be positive"),

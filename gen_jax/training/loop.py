@@ -309,7 +309,7 @@ def train(config, workdir: str) -> dict:
         jax.pmap(functools.partial(resident_steps if pipeline == "resident" else device_steps, task.train_step,
                                    key=train_key, on_nonfinite=train_cfg.on_nonfinite),
                  axis_name=AXIS, donate_argnums=(0,)),
-        cpu_compiler_options())
+        cpu_compiler_options(train_cfg.cpu_convolutions))
     # XLA:CPU's cross-device all-reduce can deadlock when calls are queued back to back (seen with 2 forced
     # host devices): on CPU with several devices, wait for each call to finish.
     wait_each_call = num_devices > 1 and devices[0].platform == "cpu"
