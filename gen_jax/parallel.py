@@ -87,7 +87,7 @@ def cpu_compiler_options(convolutions: str = "xla") -> dict:
         return {}
     try:
         jax.jit(lambda x: x @ x).lower(np.eye(2, dtype=np.float32)).compile(CPU_COMPILER_OPTIONS)
-    except Exception:  # an older XLA without the option (jaxlib raises XlaRuntimeError: INVALID_ARGUMENT)
+    except jax.errors.JaxRuntimeError:  # an older XLA without the option: INVALID_ARGUMENT
         return {}
     return dict(CPU_COMPILER_OPTIONS)
 
