@@ -94,8 +94,9 @@ def cpu_compiler_options(convolutions: str = "xla") -> dict:
 
 def compiled_per_shapes(mapped: Callable, compiler_options: dict) -> Callable:
     """`mapped` (a `jax.pmap`ped function) compiled ahead of time with XLA `compiler_options`, once per distinct
-    input shapes, and called like `mapped`; `mapped` itself when there are no options."""
-    if not compiler_options:
+    input shapes, and called like `mapped`; `mapped` itself when there are no options, or in a multi-process
+    run (a pmap compiled ahead of time there expects every process's devices in its arguments' leading axis)."""
+    if not compiler_options or jax.process_count() > 1:
         return mapped
     executables = {}
 
