@@ -94,7 +94,7 @@ def table(rows: list[dict]) -> str:
                      f"{fmt(row['xla_own_ms'])} | {fmt(row['torch_ms'])} | {total(row, 'xla_ynnpack_ms'):.2f} / "
                      f"{total(row, 'xla_own_ms'):.2f} / {total(row, 'torch_ms'):.2f} |")
     sums = [sum(total(row, side) for row in rows) for side in ("xla_ynnpack_ms", "xla_own_ms", "torch_ms")]
-    lines.append(f"| all five | | | | | {sums[0]:.2f} / {sums[1]:.2f} / {sums[2]:.2f} |")
+    lines.append(f"| all {len(rows)} | | | | | {sums[0]:.2f} / {sums[1]:.2f} / {sums[2]:.2f} |")
     return "\n".join(lines)
 
 

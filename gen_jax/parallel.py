@@ -79,7 +79,7 @@ CPU_COMPILER_OPTIONS = {
 
 
 @functools.cache
-def cpu_compiler_options(convolutions: str = "xla") -> dict:
+def cpu_compiler_options(convolutions: str) -> dict:
     """XLA compiler options for the train step, from `train.cpu_convolutions`: CPU_COMPILER_OPTIONS for 'xla' on
     the CPU backend when this jaxlib knows them; {} for 'ynnpack' (XLA:CPU's default), on GPU and TPU, or with an
     older jaxlib."""

@@ -95,7 +95,7 @@ def test_compiled_per_shapes_compiles_once_per_input_shapes_and_computes_what_pm
             return mapped.lower(*args)
 
     counting = CountingLowerings()
-    call = parallel.compiled_per_shapes(counting, parallel.cpu_compiler_options())
+    call = parallel.compiled_per_shapes(counting, parallel.cpu_compiler_options("xla"))
     inputs = [(np.ones((1, 3), np.float32), np.arange(3, dtype=np.float32)[None]),
               (np.ones((1, 5), np.float32), np.zeros((1, 5), np.float32)),
               (np.full((1, 3), 4, np.float32), np.ones((1, 3), np.float32))]
