@@ -77,7 +77,7 @@ MODELS = {
                       note="the torch reference is gen_jax's conv VAE rebuilt in PyTorch (the seed has none), "
                            "trained without the dynamic binarisation"),
     "gan": Model("gan", "gan", 300, ("discriminator.spectral_norm=False", "eval.num_samples=1000")),
-    "dcgan": Model("dcgan", "dcgan", 15, ("eval.num_samples=1000",)),
+    "dcgan": Model("dcgan", "dcgan", 20, ("eval.num_samples=1000",)),
     "cgan": Model("cgan", "cgan", 200, ("eval.num_samples=1000",)),
     "wgan_gp": Model("wgan_gp", "wgan_gp", 40, ("eval.num_samples=1000",),
                      note="images/s counts the 5 x 64 real images of a generator step's critic steps; "

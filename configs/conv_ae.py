@@ -1,5 +1,5 @@
 """Convolutional autoencoder: the conv VAE's bodies (two space-to-depth halvings down, two sub-pixel doublings
-up), a 32-d ReLU code, MSE. Convolutions run one step per call (lax.scan makes them slower on XLA:CPU), and on
+up), a 32-d ReLU code, MSE. It runs 10 steps per compiled call; on
 a CPU the batch is split over two JAX devices (train.cpu_devices=2: faster, docs/speed.md; GPUs ignore it).
 On MNIST: python train.py --config=configs/conv_ae.py --config.data.source=idx:../shared/data/mnist
 
@@ -16,7 +16,7 @@ def get_config():
     config.model = ml_collections.ConfigDict(dict(name="conv_autoencoder", code_dim=32, channels=(16, 32),
                                                   hidden=128, code_activation="relu"))
     config.train.steps = 1000
-    config.train.steps_per_call = 1
+    config.train.steps_per_call = 10  # several steps per compiled call pays on CPU (docs/speed.md)
     config.train.cpu_devices = 2  # on CPU: two JAX devices, half the batch each (convs run faster)
     config.train.log_every = 100
     config.train.sample_every = 1000

@@ -20,7 +20,7 @@ def get_config():
     config.data.binarize = True
     config.optim.schedule = "cosine"
     config.train.steps = 1000
-    config.train.steps_per_call = 1
+    config.train.steps_per_call = 10  # several steps per compiled call pays on CPU (docs/speed.md)
     config.train.cpu_devices = 2  # on CPU: two JAX devices, half the batch each (convs run faster)
     config.eval.iwae_samples = 1000
     config.eval.iwae_images = 200    # k=1000 conv decodes are slow on CPU: raise on a GPU

@@ -5,7 +5,7 @@ batch 64.
 On the 8x8 digits the generator starts from a 2x2 map. On MNIST (28x28, starts from 7x7):
   python train.py --config=configs/dcgan.py --workdir=runs/dcgan_mnist \
       --config.data.source=idx:../shared/data/mnist
-steps_per_call stays 1: XLA:CPU runs convolutions inside lax.scan far slower. On a CPU the batch is split over
+It runs 10 steps per compiled call; on a CPU the batch is split over
 two JAX devices (train.cpu_devices=2: the same results, faster, docs/speed.md); GPUs and TPUs ignore it.
 Both networks start from PyTorch's initialisation (weight_init='torch'): with Flax's wider default the same
 recipe scores a clearly worse FID on MNIST at 3000 steps (docs/gans.md).
@@ -26,7 +26,7 @@ def get_config():
                                 dropout=0.25, conditioning="concat", spectral_norm=False,
                                 minibatch_discrimination=0, minibatch_stddev=0, weight_init="torch")
     config.train.steps = 1500
-    config.train.steps_per_call = 1
+    config.train.steps_per_call = 10  # several steps per compiled call pays on CPU (docs/speed.md)
     config.train.cpu_devices = 2  # on CPU: two JAX devices, half the batch each (convs run faster)
     config.train.log_every = 100
     config.train.sample_every = 250

@@ -38,7 +38,7 @@ def get_config():
     config.gan.loss = "hinge"
     config.gan.ema_decay = 0.999
     config.train.steps = 20000
-    config.train.steps_per_call = 1   # convolutions: one step per call on CPU (lax.scan slows them)
+    config.train.steps_per_call = 10  # several steps per compiled call pays on CPU (docs/speed.md)
     config.train.cpu_devices = 2      # on CPU: two JAX devices, half the batch each (convs run faster)
     config.train.cpu_convolutions = "ynnpack"  # on CPU: its narrow convs run faster in YNNPACK (docs/speed.md)
     config.train.log_every = 200

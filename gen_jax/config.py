@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
     ))
     config.train = ml_collections.ConfigDict(dict(
         steps=3000,
-        steps_per_call=1,     # >1 runs that many steps per compiled call (lax.scan); pays for MLPs, not convs on CPU
+        steps_per_call=1,     # >1 runs that many steps per compiled call (lax.scan): fewer dispatches
         log_every=100,
         sample_every=1000,    # write sample grids every K steps (and at the end)
         checkpoint_every=1000,

@@ -53,6 +53,53 @@ def test_conv_module_fast_path_is_the_plain_path(options):
     _assert_same_function(apply(fast), apply(plain), x, params)
 
 
+def _conv(strides, padding):
+    return lambda x, k: jax.lax.conv_general_dilated(x, k, strides, padding,
+                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+LOOP_SAFE_CASES = [((1, 1), "SAME", (3, 3)), ((2, 2), ((1, 1), (1, 1)), (4, 4)), ((2, 2), "SAME", (3, 3)),
+                   ((1, 1), ((1, 0), (0, 1)), (2, 2)), ((2, 1), "VALID", (3, 2)), ((3, 3), ((2, 0), (1, 1)), (3, 3))]
+
+
+@pytest.mark.parametrize("strides, padding, window", LOOP_SAFE_CASES)
+def test_conv_loop_safe_is_the_convolution_with_autodiff_gradients(strides, padding, window):
+    """Values, both gradients and a gradient of a gradient (as WGAN-GP and R1 take) equal autodiff's of the plain
+    convolution, for strides, odd input sizes and asymmetric paddings that leave some input rows unused."""
+    x = jax.random.normal(jax.random.key(8), (2, 7, 6, 3))
+    k = jax.random.normal(jax.random.key(9), (*window, 3, 4))
+    safe = lambda x, k: layers.conv_loop_safe(x, k, strides, padding)
+    _assert_same_function(safe, _conv(strides, padding), x, k)
+    penalty = lambda conv: (lambda x, k: jnp.sum(jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x) ** 2))
+    got = jax.jit(jax.grad(penalty(safe), (0, 1)))(x, k)
+    for g, w in zip(got, jax.grad(penalty(_conv(strides, padding)), (0, 1))(x, k), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_loop_safe_gradients_stay_fast_convolutions_inside_a_scan():
+    """In a train step under `lax.fori_loop` (train.steps_per_call > 1), every convolution XLA:CPU compiles,
+    forward and gradients, has the NHWC / HWIO layout of its fast kernels (autodiff's kernel gradient there ran
+    as a naive loop, 100x slower), and the steps compute what the same steps one call each compute."""
+    module = layers.Conv(12, strides=(2, 2), padding=((1, 1), (1, 1)), fast_path=True)
+    x = jax.random.normal(jax.random.key(10), (4, 8, 8, 3))
+    params = module.init(jax.random.key(11), x)
+    second = layers.Conv(16, fast_path=True)  # wider than conv_same's tap matmuls
+    step = jax.grad(lambda p: jnp.sum(jnp.sin(second.apply(
+        {"params": p["second"]}, module.apply({"params": p["first"]}, x)))))
+    params = {"first": params["params"],
+              "second": second.init(jax.random.key(12), jnp.zeros((4, 4, 4, 12)))["params"]}
+    update = lambda p: jax.tree.map(lambda a, g: a - 0.01 * g, p, step(p))
+    looped = jax.jit(lambda p: jax.lax.fori_loop(0, 3, lambda i, p: update(p), p))
+    hlo = looped.lower(params).compile().as_text()
+    layouts = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
+    assert len(layouts) >= 5 and set(layouts) == {"b01f_01io->b01f"}, layouts
+    one_by_one = params
+    for _ in range(3):
+        one_by_one = jax.jit(update)(one_by_one)
+    for got, want in zip(jax.tree.leaves(looped(params)), jax.tree.leaves(one_by_one), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_dcgan_generator_is_the_same_on_the_fast_path(monkeypatch):
     generator = gan_networks.DCGANGenerator(image_shape=(8, 8, 1), latent_dim=4, base=8, channels=(6, 4))
     z = jax.random.normal(jax.random.key(6), (3, 4))

@@ -8,6 +8,7 @@ one device computes on the same global batch. With axis_name=None they are ordin
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -103,8 +104,51 @@ def _conv(x, kernel, strides=(1, 1), padding="SAME"):
     return lax.conv_general_dilated(x, kernel, tuple(strides), padding, dimension_numbers=_NHWC)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_loop_safe(x, kernel, strides=(1, 1), padding="SAME"):
+    """`_conv` whose two gradients are themselves plain NHWC / HWIO convolutions, for XLA:CPU.
+
+    Autodiff's gradient convolutions have other dimension layouts, which XLA:CPU rewrites into its fast
+    kernels' layout only outside loops; inside a `lax.scan` (several train steps per compiled call) it runs
+    them as naive loops, about 100x slower (jax-ml/jax#12868). The same gradients as autodiff's, and
+    differentiable again (gradient penalties)."""
+    return _conv(x, kernel, strides, padding)
+
+
+def _explicit_pads(x_shape, kernel_shape, strides, padding) -> tuple:
+    if isinstance(padding, str):
+        return tuple(lax.padtype_to_pads(x_shape[1:3], kernel_shape[:2], strides, padding))
+    return tuple(map(tuple, padding))
+
+
+def _conv_loop_safe_fwd(x, kernel, strides, padding):
+    return _conv(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_loop_safe_bwd(strides, padding, residuals, dy):
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    pads = _explicit_pads(x.shape, kernel.shape, strides, padding)
+    # input gradient: dy dilated by the strides, convolved with the flipped kernel (inputs and outputs swapped)
+    input_pads = []
+    for size, k, s, (lo, _), out in zip(x.shape[1:3], (kh, kw), strides, pads, dy.shape[1:3]):
+        before = k - 1 - lo
+        input_pads.append((before, size + k - 1 - ((out - 1) * s + 1) - before))
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = lax.conv_general_dilated(dy, flipped, (1, 1), input_pads, lhs_dilation=tuple(strides),
+                                  dimension_numbers=_NHWC)
+    # kernel gradient: channels as the batch, the batch as the features, dy (dilated by the strides) as the kernel
+    dk = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1), pads,
+                                  rhs_dilation=tuple(strides), dimension_numbers=_NHWC)
+    return dx, dk[:, :kh, :kw].transpose(1, 2, 0, 3)
+
+
+conv_loop_safe.defvjp(_conv_loop_safe_fwd, _conv_loop_safe_bwd)
+
+
 def cpu_fast_path() -> bool:
-    """Whether `Conv` takes its XLA:CPU formulations (`conv_same`, `upsample_conv`): on the CPU backend only;
+    """Whether `Conv` takes its XLA:CPU formulations (`conv_same`, `upsample_conv`, `conv_loop_safe`): on the
+    CPU backend only;
     a GPU or TPU run keeps the plain convolutions."""
     return jax.default_backend() == "cpu"
 
@@ -124,7 +168,7 @@ def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """
     kh, kw, cin, cout = kernel.shape
     if cout > NARROW_OUTPUT:
-        return _conv(x, kernel)
+        return conv_loop_safe(x, kernel)
     taps = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
     taps = taps.reshape(*x.shape[:3], kh, kw, cout)
     return sum(_shift(taps[..., i, j, :], i - kh // 2, j - kw // 2) for i in range(kh) for j in range(kw))
@@ -155,7 +199,7 @@ def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """
     taps = _UPSAMPLED_TAPS.astype(kernel.dtype)
     phases = jnp.einsum("aui,bvj,ijco->abuvco", taps, taps, kernel)
-    outs = [_conv(x, phases[a, b], padding=((1 - a, a), (1 - b, b))) for a in (0, 1) for b in (0, 1)]
+    outs = [conv_loop_safe(x, phases[a, b], (1, 1), ((1 - a, a), (1 - b, b))) for a in (0, 1) for b in (0, 1)]
     return depth_to_space(jnp.concatenate(outs, axis=-1))
 
 
@@ -207,7 +251,10 @@ class Conv(nn.Module):
             y = upsample_conv(x, kernel)
         else:
             x = upsample(x, self.upsample) if self.upsample > 1 else x
-            y = conv_same(x, kernel) if fast and same else _conv(x, kernel, self.strides, padding)
+            if fast:
+                y = conv_same(x, kernel) if same else conv_loop_safe(x, kernel, tuple(self.strides), padding)
+            else:
+                y = _conv(x, kernel, self.strides, padding)
         return y + self.param("bias", bias_init, (self.features,))
 
 

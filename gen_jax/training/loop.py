@@ -57,7 +57,7 @@ def device_steps(train_step, carry, batches, first_step, *, key, on_nonfinite: s
     guarded = steps.guard_nonfinite(train_step, mode=on_nonfinite)
     step_key = lambda step: jax.random.fold_in(key, step)
     step_numbers = first_step + jnp.arange(next(iter(batches.values())).shape[0])
-    if step_numbers.shape[0] == 1:  # no scan: XLA:CPU runs convolutions inside scan far slower (jax#12868)
+    if step_numbers.shape[0] == 1:  # one step: no loop around it
         carry, metrics = guarded(carry, jax.tree.map(lambda b: b[0], batches), step_key(first_step), first_step)
         return carry, {k: v for k, v in metrics.items() if k != "_ok"}
 

@@ -289,7 +289,7 @@ def make_gan_step(generator, discriminator, *, loss: str = "bce", saturating: bo
         if images.shape[0] % n_critic:
             raise ValueError(f"per-device batch {images.shape[0]} is not divisible by n_critic={n_critic}")
         critic_metrics = []
-        for i in range(n_critic):  # unrolled: n_critic is small, and convs inside scan are slow on XLA:CPU
+        for i in range(n_critic):  # unrolled: n_critic is small
             real, real_y = images[i::n_critic], None if labels is None else labels[i::n_critic]
             state, metrics = critic_update(state, real, real_y, gan.update_keys(key, i), **networks)
             critic_metrics.append(metrics)
