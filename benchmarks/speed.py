@@ -18,6 +18,7 @@ matmuls and optimizer updates alone (what the trainer / eager ratio could reach 
   python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --bf16   # train.compute_dtype float32 vs bfloat16
   python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --cpu_devices   # train.cpu_devices 1 vs per core
   python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --cpu_convolutions   # YNNPACK vs XLA's own convs
+  python benchmarks/speed.py --models=conv_vae,dcgan --rounds=0 --steps_per_call   # 1 vs 10 steps per call
   python benchmarks/speed.py --quick             # smoke run (< 2 min); rows marked quick, never in the table
   python benchmarks/speed.py --report            # docs/speed.md from the committed rows
 
@@ -119,8 +120,12 @@ COMPARISONS = {
     "cpu_convolutions": Comparison("train.cpu_convolutions", ("ynnpack", "xla"), "{} convolutions",
                                    "CPU convolution kernels (`train.cpu_convolutions`)", "the trainer with its "
                                    "convolutions in YNNPACK (XLA:CPU's default) and in XLA's own kernels"),
+    "steps_per_call": Comparison("train.steps_per_call", (1, 10), "{} step(s) per call",
+                                 "Steps per compiled call (`train.steps_per_call`)", "the trainer running one "
+                                 "train step per compiled call and ten (a `lax.scan` inside the pmap)"),
 }
-COMPARISON_FLAGS = {"bf16": "precision", "cpu_devices": "cpu_devices", "cpu_convolutions": "cpu_convolutions"}
+COMPARISON_FLAGS = {"bf16": "precision", "cpu_devices": "cpu_devices", "cpu_convolutions": "cpu_convolutions",
+                    "steps_per_call": "steps_per_call"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -472,7 +477,7 @@ def measure(args, command: str) -> list[dict]:
                 log_every, intervals = _steps(MODELS[name], args)
                 for value in comparison.values:
                     result = run_child("gen_jax", args, name, log_every, intervals, [f"{comparison.key}={value}"])
-                    emit(kind=kind, model=name, side="gen_jax", round=round_, **{comparison.field: value}, **result)
+                    emit(kind=kind, model=name, side="gen_jax", round=round_, **{**result, comparison.field: value})
     if args.compile_cache:
         for name in names:
             log_every, intervals = _steps(MODELS[name], args)
@@ -777,6 +782,8 @@ def main(argv=None):
                         help="also: the trainer with train.cpu_devices 1 and one per core, interleaved")
     parser.add_argument("--cpu_convolutions", action="store_true",
                         help="also: the trainer with train.cpu_convolutions ynnpack and xla, interleaved")
+    parser.add_argument("--steps_per_call", action="store_true",
+                        help="also: the trainer with train.steps_per_call 1 and 10, interleaved")
     parser.add_argument("--out", default=RESULTS, help="append rows here ('' : print only)")
     parser.add_argument("--report", action="store_true", help=f"write {DOC} from the committed rows and stop")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
