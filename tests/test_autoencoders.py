@@ -267,7 +267,7 @@ def _nll_threshold(baselines, fraction):
 
 
 def _train(name, tmp_path, steps, overrides=None):
-    config = _config(name, overrides, steps=steps, steps_per_call=min(steps, 50) if "conv" not in name else 1,
+    config = _config(name, overrides, steps=steps, steps_per_call=min(steps, 50),
                      log_every=steps, sample_every=steps, checkpoint_every=steps)
     return loop.train(config, str(tmp_path / name))["eval"]
 

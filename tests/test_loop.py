@@ -89,6 +89,21 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
+def test_convolutional_steps_per_call_equal_one_step_per_call(tmp_path):
+    """A conv VAE scanned 5 steps per compiled call ends where one step per call does (on CPU its convolutions'
+    gradients inside the scan are `layers.conv_loop_safe`'s)."""
+    def run(name, steps_per_call):
+        overrides = ["train.steps=10", f"train.steps_per_call={steps_per_call}", "train.log_every=10",
+                     "train.sample_every=10", "train.checkpoint_every=10", "train.progress=False",
+                     "train.cpu_devices=0", "model.channels=4,8", "model.hidden=16", "model.latent_dim=4",
+                     "eval.iwae_samples=0"]
+        train(config_lib.load(os.path.join(ROOT, "configs", "conv_vae.py"), overrides), str(tmp_path / name))
+        return final_params(str(tmp_path / name))
+
+    assert_trees_close(run("one", 1), run("five", 5), atol=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [2, 4])
 def test_multi_device_equals_one_device(tmp_path, devices):
     """Same global batch of 64 split over N devices: gradients are pmean'd, noise is cut from one draw."""
