@@ -11,8 +11,12 @@ from gen_jax import parallel
 from gen_jax.models import gan_networks, layers
 
 
-def _plain(x, k):
-    return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def _plain_conv(strides=(1, 1), padding="SAME"):
+    return lambda x, k: jax.lax.conv_general_dilated(x, k, strides, padding,
+                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+_plain = _plain_conv()
 
 
 def _assert_same_function(fast, plain, x, k):
@@ -53,11 +57,6 @@ def test_conv_module_fast_path_is_the_plain_path(options):
     _assert_same_function(apply(fast), apply(plain), x, params)
 
 
-def _conv(strides, padding):
-    return lambda x, k: jax.lax.conv_general_dilated(x, k, strides, padding,
-                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
 LOOP_SAFE_CASES = [((1, 1), "SAME", (3, 3)), ((2, 2), ((1, 1), (1, 1)), (4, 4)), ((2, 2), "SAME", (3, 3)),
                    ((1, 1), ((1, 0), (0, 1)), (2, 2)), ((2, 1), "VALID", (3, 2)), ((3, 3), ((2, 0), (1, 1)), (3, 3))]
 
@@ -69,10 +68,10 @@ def test_conv_loop_safe_is_the_convolution_with_autodiff_gradients(strides, padd
     x = jax.random.normal(jax.random.key(8), (2, 7, 6, 3))
     k = jax.random.normal(jax.random.key(9), (*window, 3, 4))
     safe = lambda x, k: layers.conv_loop_safe(x, k, strides, padding)
-    _assert_same_function(safe, _conv(strides, padding), x, k)
+    _assert_same_function(safe, _plain_conv(strides, padding), x, k)
     penalty = lambda conv: (lambda x, k: jnp.sum(jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x) ** 2))
     got = jax.jit(jax.grad(penalty(safe), (0, 1)))(x, k)
-    for g, w in zip(got, jax.grad(penalty(_conv(strides, padding)), (0, 1))(x, k), strict=True):
+    for g, w in zip(got, jax.grad(penalty(_plain_conv(strides, padding)), (0, 1))(x, k), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
@@ -80,14 +79,13 @@ def test_conv_loop_safe_gradients_stay_fast_convolutions_inside_a_scan():
     """In a train step under `lax.fori_loop` (train.steps_per_call > 1), every convolution XLA:CPU compiles,
     forward and gradients, has the NHWC / HWIO layout of its fast kernels (autodiff's kernel gradient there ran
     as a naive loop, 100x slower), and the steps compute what the same steps one call each compute."""
-    module = layers.Conv(12, strides=(2, 2), padding=((1, 1), (1, 1)), fast_path=True)
-    x = jax.random.normal(jax.random.key(10), (4, 8, 8, 3))
-    params = module.init(jax.random.key(11), x)
+    first = layers.Conv(12, strides=(2, 2), padding=((1, 1), (1, 1)), fast_path=True)
     second = layers.Conv(16, fast_path=True)  # wider than conv_same's tap matmuls
-    step = jax.grad(lambda p: jnp.sum(jnp.sin(second.apply(
-        {"params": p["second"]}, module.apply({"params": p["first"]}, x)))))
-    params = {"first": params["params"],
+    x = jax.random.normal(jax.random.key(10), (4, 8, 8, 3))
+    params = {"first": first.init(jax.random.key(11), x)["params"],
               "second": second.init(jax.random.key(12), jnp.zeros((4, 4, 4, 12)))["params"]}
+    step = jax.grad(lambda p: jnp.sum(jnp.sin(second.apply(
+        {"params": p["second"]}, first.apply({"params": p["first"]}, x)))))
     update = lambda p: jax.tree.map(lambda a, g: a - 0.01 * g, p, step(p))
     looped = jax.jit(lambda p: jax.lax.fori_loop(0, 3, lambda i, p: update(p), p))
     hlo = looped.lower(params).compile().as_text()

@@ -116,9 +116,10 @@ def conv_loop_safe(x, kernel, strides=(1, 1), padding="SAME"):
 
 
 def _explicit_pads(x_shape, kernel_shape, strides, padding) -> tuple:
+    """((lo, hi), (lo, hi)) of a 'SAME' / 'VALID' padding, or the explicit pairs as they are."""
     if isinstance(padding, str):
         return tuple(lax.padtype_to_pads(x_shape[1:3], kernel_shape[:2], strides, padding))
-    return tuple(map(tuple, padding))
+    return padding
 
 
 def _conv_loop_safe_fwd(x, kernel, strides, padding):
@@ -148,8 +149,7 @@ conv_loop_safe.defvjp(_conv_loop_safe_fwd, _conv_loop_safe_bwd)
 
 def cpu_fast_path() -> bool:
     """Whether `Conv` takes its XLA:CPU formulations (`conv_same`, `upsample_conv`, `conv_loop_safe`): on the
-    CPU backend only;
-    a GPU or TPU run keeps the plain convolutions."""
+    CPU backend only; a GPU or TPU run keeps the plain convolutions."""
     return jax.default_backend() == "cpu"
 
 
