@@ -2,6 +2,7 @@
 gradients (in inputs and kernels) against `lax.conv_general_dilated`, under jax.jit; the CPU compiler options the
 loop's step compiles with change which kernels run, not the values."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +58,27 @@ def test_conv_module_fast_path_is_the_plain_path(options):
     _assert_same_function(apply(fast), apply(plain), x, params)
 
 
+@pytest.mark.parametrize("kernel, stride, padding, shape", [
+    (3, 2, (1, 2), (2, 5, 6, 4)),   # CycleGAN's ConvTranspose2d(3, stride 2, padding 1, output_padding 1)
+    (4, 2, (2, 2), (2, 4, 4, 3)),   # pix2pix's ConvTranspose2d(4, stride 2, padding 1)
+    (4, 2, (2, 2), (1, 1, 1, 5)),   # the U-Net's innermost level: a 1x1 bottleneck
+    (5, 3, (3, 3), (2, 3, 2, 2)),   # stride 3: taps split 2 / 2 / 1 between phases
+])
+def test_conv_transpose_is_flax_conv_transpose_on_both_paths(kernel, stride, padding, shape):
+    """The same parameters as nn.ConvTranspose (checkpoints carry over) and its function, values and gradients,
+    on the phase form (`fast_path=True`) and on the plain one."""
+    x = jax.random.normal(jax.random.key(13), shape)
+    options = dict(features=6, kernel_size=(kernel, kernel), strides=(stride, stride), padding=(padding, padding))
+    reference = nn.ConvTranspose(**options)
+    params = reference.init(jax.random.key(14), x)
+    apply = lambda module: (lambda x, p: module.apply(p, x))
+    for fast_path in (True, False):
+        module = layers.ConvTranspose(fast_path=fast_path, **options)
+        assert jax.tree.map(jnp.shape, module.init(jax.random.key(14), x)) == jax.tree.map(jnp.shape, params)
+        assert module.apply(params, x).shape == (shape[0], stride * shape[1], stride * shape[2], 6)
+        _assert_same_function(apply(module), apply(reference), x, params)
+
+
 LOOP_SAFE_CASES = [((1, 1), "SAME", (3, 3)), ((2, 2), ((1, 1), (1, 1)), (4, 4)), ((2, 2), "SAME", (3, 3)),
                    ((1, 1), ((1, 0), (0, 1)), (2, 2)), ((2, 1), "VALID", (3, 2)), ((3, 3), ((2, 0), (1, 1)), (3, 3))]
 
@@ -81,16 +103,19 @@ def test_conv_loop_safe_gradients_stay_fast_convolutions_inside_a_scan():
     as a naive loop, 100x slower), and the steps compute what the same steps one call each compute."""
     first = layers.Conv(12, strides=(2, 2), padding=((1, 1), (1, 1)), fast_path=True)
     second = layers.Conv(16, fast_path=True)  # wider than conv_same's tap matmuls
+    third = layers.ConvTranspose(5, (3, 3), padding=((1, 2), (1, 2)), fast_path=True)
     x = jax.random.normal(jax.random.key(10), (4, 8, 8, 3))
     params = {"first": first.init(jax.random.key(11), x)["params"],
-              "second": second.init(jax.random.key(12), jnp.zeros((4, 4, 4, 12)))["params"]}
-    step = jax.grad(lambda p: jnp.sum(jnp.sin(second.apply(
-        {"params": p["second"]}, first.apply({"params": p["first"]}, x)))))
+              "second": second.init(jax.random.key(12), jnp.zeros((4, 4, 4, 12)))["params"],
+              "third": third.init(jax.random.key(15), jnp.zeros((4, 4, 4, 16)))["params"]}
+    network = lambda p: third.apply({"params": p["third"]}, second.apply(
+        {"params": p["second"]}, first.apply({"params": p["first"]}, x)))
+    step = jax.grad(lambda p: jnp.sum(jnp.sin(network(p))))
     update = lambda p: jax.tree.map(lambda a, g: a - 0.01 * g, p, step(p))
     looped = jax.jit(lambda p: jax.lax.fori_loop(0, 3, lambda i, p: update(p), p))
     hlo = looped.lower(params).compile().as_text()
     layouts = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
-    assert len(layouts) >= 5 and set(layouts) == {"b01f_01io->b01f"}, layouts
+    assert len(layouts) >= 9 and set(layouts) == {"b01f_01io->b01f"}, layouts
     one_by_one = params
     for _ in range(3):
         one_by_one = jax.jit(update)(one_by_one)

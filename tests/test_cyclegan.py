@@ -118,6 +118,20 @@ def test_resume_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_steps_per_call_equal_one_step_per_call(tmp_path):
+    """Four steps scanned in one compiled call end where four calls of one step do: all four networks (their
+    convolutions and transposed convolutions are loop-safe on CPU), optimizer states and image pools."""
+    constant = {f"optim_{n}.schedule": "constant" for n in "gd"}
+    states = []
+    for steps_per_call in (1, 4):
+        workdir = str(tmp_path / str(steps_per_call))
+        train(tiny_config(**constant, **{"train.steps": 4, "train.steps_per_call": steps_per_call,
+                                         "train.log_every": 4, "train.checkpoint_every": 4}), workdir)
+        states.append(leaves(restore_run(workdir).state))
+    for a, b in zip(*states, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cyclegan"))

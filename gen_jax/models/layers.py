@@ -1,6 +1,6 @@
-"""Layers the networks share: spectrally normalised Dense/Conv (with the convolution forms that are fastest on
-XLA:CPU), resolution changes by reshaping (space-to-depth, depth-to-space), batch-consistent dropout, and the two
-minibatch layers that let a discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
+"""Layers the networks share: spectrally normalised Dense/Conv and transposed convolutions (in the forms that are
+fastest on XLA:CPU and stay fast inside `lax.scan`), resolution changes by reshaping (space-to-depth,
+depth-to-space), batch-consistent dropout, and the two minibatch layers that let a discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
 
 Layers that look across the batch or draw noise take an `axis_name`: under `pmap` they see the global batch
 (`lax.all_gather`) or cut their noise from the global draw (`parallel.local_rows`), so N devices compute what
@@ -61,7 +61,7 @@ def spectral_normalize(module: nn.Module, kernel: jax.Array, *, n_steps: int, up
     return (kernel / sigma).astype(kernel.dtype)  # a bfloat16 kernel stays bfloat16 (u and sigma are float32)
 
 
-WEIGHT_INITS = ("flax", "torch")
+WEIGHT_INITS = ("flax", "torch", "normal")
 
 
 def initializers(weight_init: str, fan_in: int):
@@ -69,10 +69,13 @@ def initializers(weight_init: str, fan_in: int):
 
     'flax': Flax's default, kernel lecun_normal (std 1/sqrt(fan_in)) and zero bias. 'torch': PyTorch's
     nn.Linear / nn.Conv2d default, kernel and bias ~ U(+-1/sqrt(fan_in)), a sqrt(3) narrower kernel: what the
-    seed's networks start from (docs/gans.md measures both).
+    seed's networks start from (docs/gans.md measures both). 'normal': kernel N(0, 0.02) and zero bias, the
+    DCGAN paper's init (Radford et al. 2016) that the CycleGAN / pix2pix reference uses.
     """
     if weight_init == "flax":
         return nn.initializers.lecun_normal(), nn.initializers.zeros
+    if weight_init == "normal":
+        return nn.initializers.normal(0.02), nn.initializers.zeros
     if weight_init == "torch":
         bound = 1.0 / math.sqrt(fan_in)
         bias_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -231,6 +234,7 @@ class Conv(nn.Module):
     kernel_size: Sequence[int] = (3, 3)
     strides: Sequence[int] = (1, 1)
     padding: str | Sequence[tuple[int, int]] = "SAME"
+    use_bias: bool = True
     spectral_norm: bool = False
     power_iterations: int = 1
     weight_init: str = "flax"
@@ -255,7 +259,59 @@ class Conv(nn.Module):
                 y = conv_same(x, kernel) if same else conv_loop_safe(x, kernel, tuple(self.strides), padding)
             else:
                 y = _conv(x, kernel, self.strides, padding)
-        return y + self.param("bias", bias_init, (self.features,))
+        return y + self.param("bias", bias_init, (self.features,)) if self.use_bias else y
+
+
+def _phases(kernel_size: int, stride: int, pad_low: int) -> list[tuple[slice, tuple[int, int]]]:
+    """For each output phase r of a stride-`stride` transposed conv along one axis: the kernel taps that land on
+    input pixels (every stride-th tap) and the (low, high) padding of x that lines them up, so that
+    output[s*q + r] is a stride-1 convolution of x with those taps."""
+    phases = []
+    for r in range(stride):
+        first = (pad_low - r) % stride
+        taps = len(range(first, kernel_size, stride))
+        offset = (r + first - pad_low) // stride  # output s*q + r starts at x[q + offset]
+        phases.append((slice(first, None, stride), (-offset, taps - 1 + offset)))
+    return phases
+
+
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
+    """`lax.conv_transpose(x, kernel, (stride, stride), padding)` (HWIO kernel, not flipped) for an output
+    exactly `stride` times the input, as stride^2 convolutions at the input's resolution interleaved by
+    `depth_to_space`: no zero-dilated input (1/stride^2 of the FLOPs) and `conv_loop_safe` gradients."""
+    rows, cols = (_phases(k, stride, low) for k, (low, _) in zip(kernel.shape[:2], padding))
+    outs = [conv_loop_safe(x, kernel[row_taps, col_taps], (1, 1), (row_pads, col_pads))
+            for row_taps, row_pads in rows for col_taps, col_pads in cols]
+    return depth_to_space(jnp.concatenate(outs, axis=-1), stride)
+
+
+class ConvTranspose(nn.Module):
+    """nn.ConvTranspose's function and parameters (HWIO kernel, not flipped; `padding` the explicit (low, high)
+    pads of the stride-dilated input), with `initializers`' choice of init. On XLA:CPU (`cpu_fast_path`;
+    `fast_path` forces it) an output exactly `strides` times the input takes `conv_transpose_phases`."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (2, 2)
+    padding: Sequence[tuple[int, int]] = ((1, 1), (1, 1))
+    use_bias: bool = True
+    weight_init: str = "flax"
+    fast_path: bool | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel_init, bias_init = initializers(self.weight_init, math.prod(shape[:-1]))
+        kernel = self.param("kernel", kernel_init, shape)
+        padding, strides = tuple(map(tuple, self.padding)), tuple(self.strides)
+        exact = all((size - 1) * s + 1 + low + high - k + 1 == s * size
+                    for size, s, (low, high), k in zip(x.shape[1:3], strides, padding, self.kernel_size))
+        fast = cpu_fast_path() if self.fast_path is None else self.fast_path
+        if fast and exact and strides[0] == strides[1]:
+            y = conv_transpose_phases(x, kernel, strides[0], padding)
+        else:
+            y = lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_NHWC)
+        return y + self.param("bias", bias_init, (self.features,)) if self.use_bias else y
 
 
 class Dropout(nn.Module):

@@ -6,8 +6,10 @@ Images are NHWC in [-1, 1] (`data.SIGNED`), in and out; a generator's output cha
 (`out_channels`), which may differ from its input's (grey <-> colour). Normalisation is instance norm without
 scale or offset (the reference's InstanceNorm2d(affine=False)), so there are no batch statistics and no model
 state; convolutions that a normalisation follows have no bias (it would cancel). Weights start from
-N(0, 0.02), the reference's init. Generators: `__call__(images, *, train=False)`, `train` turning dropout on
-(the 'dropout' rng). Discriminator: `__call__(images, condition=None) -> logits map [B, h, w, 1]`.
+N(0, 0.02), the reference's init. Convolutions are `layers.Conv` / `layers.ConvTranspose`: on XLA:CPU their
+loop-safe forms, so several train steps can run per compiled call. Generators: `__call__(images, *,
+train=False)`, `train` turning dropout on (the 'dropout' rng). Discriminator: `__call__(images,
+condition=None) -> logits map [B, h, w, 1]`.
 """
 from __future__ import annotations
 
@@ -18,18 +20,17 @@ import jax.numpy as jnp
 from gen_jax.errors import ConfigError
 from gen_jax.models import layers
 
-_INIT = nn.initializers.normal(0.02)
+
+def _conv(features: int, kernel: int, stride: int = 1, padding="VALID", *, bias: bool = True) -> layers.Conv:
+    return layers.Conv(features, (kernel, kernel), (stride, stride), padding=padding, use_bias=bias,
+                       weight_init="normal")
 
 
-def _conv(features: int, kernel: int, stride: int = 1, padding=0, *, bias: bool = True) -> nn.Conv:
-    return nn.Conv(features, (kernel, kernel), (stride, stride), padding=padding, use_bias=bias, kernel_init=_INIT)
-
-
-def _conv_transpose(features: int, kernel: int, padding, *, bias: bool = True) -> nn.ConvTranspose:
+def _conv_transpose(features: int, kernel: int, padding, *, bias: bool = True) -> layers.ConvTranspose:
     """A stride-2 transposed conv; `padding` (low, high) pads the dilated input: k - 1 - p and k - 1 - p + output
     padding for PyTorch's ConvTranspose2d(padding=p, output_padding), so the output is exactly twice the input."""
-    return nn.ConvTranspose(features, (kernel, kernel), (2, 2), padding=(padding, padding), use_bias=bias,
-                            kernel_init=_INIT)
+    return layers.ConvTranspose(features, (kernel, kernel), (2, 2), padding=(padding, padding), use_bias=bias,
+                                weight_init="normal")
 
 
 def _norm(x: jax.Array) -> jax.Array:
