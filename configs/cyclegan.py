@@ -25,4 +25,5 @@ def get_config():
     config.train.log_every = 100
     config.train.sample_every = 500
     config.train.checkpoint_every = 500
+    config.train.steps_per_call = 10  # several steps per compiled call pays on CPU (docs/speed.md)
     return config

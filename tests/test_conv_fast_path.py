@@ -79,22 +79,48 @@ def test_conv_transpose_is_flax_conv_transpose_on_both_paths(kernel, stride, pad
         _assert_same_function(apply(module), apply(reference), x, params)
 
 
-LOOP_SAFE_CASES = [((1, 1), "SAME", (3, 3)), ((2, 2), ((1, 1), (1, 1)), (4, 4)), ((2, 2), "SAME", (3, 3)),
-                   ((1, 1), ((1, 0), (0, 1)), (2, 2)), ((2, 1), "VALID", (3, 2)), ((3, 3), ((2, 0), (1, 1)), (3, 3))]
+# (strides, padding, window, input height x width): the last three have fewer input pixels than window taps
+LOOP_SAFE_CASES = [((1, 1), "SAME", (3, 3), (7, 6)), ((2, 2), ((1, 1), (1, 1)), (4, 4), (7, 6)),
+                   ((2, 2), "SAME", (3, 3), (7, 6)), ((1, 1), ((1, 0), (0, 1)), (2, 2), (7, 6)),
+                   ((2, 1), "VALID", (3, 2), (7, 6)), ((3, 3), ((2, 0), (1, 1)), (3, 3), (7, 6)),
+                   ((1, 1), "SAME", (3, 3), (2, 2)), ((1, 1), ((1, 1), (1, 1)), (4, 4), (3, 3)),
+                   ((2, 2), ((1, 1), (1, 1)), (4, 4), (2, 3))]
 
 
-@pytest.mark.parametrize("strides, padding, window", LOOP_SAFE_CASES)
-def test_conv_loop_safe_is_the_convolution_with_autodiff_gradients(strides, padding, window):
+def _loop_safe(strides, padding):
+    return lambda x, k: layers.conv_loop_safe(x, k, strides, padding)
+
+
+@pytest.mark.parametrize("strides, padding, window, size", LOOP_SAFE_CASES)
+def test_conv_loop_safe_is_the_convolution_with_autodiff_gradients(strides, padding, window, size):
     """Values, both gradients and a gradient of a gradient (as WGAN-GP and R1 take) equal autodiff's of the plain
-    convolution, for strides, odd input sizes and asymmetric paddings that leave some input rows unused."""
-    x = jax.random.normal(jax.random.key(8), (2, 7, 6, 3))
+    convolution, for strides, odd input sizes, asymmetric paddings that leave some input rows unused, and maps
+    smaller than the window."""
+    x = jax.random.normal(jax.random.key(8), (2, *size, 3))
     k = jax.random.normal(jax.random.key(9), (*window, 3, 4))
-    safe = lambda x, k: layers.conv_loop_safe(x, k, strides, padding)
+    safe = _loop_safe(strides, padding)
     _assert_same_function(safe, _plain_conv(strides, padding), x, k)
     penalty = lambda conv: (lambda x, k: jnp.sum(jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x) ** 2))
     got = jax.jit(jax.grad(penalty(safe), (0, 1)))(x, k)
     for g, w in zip(got, jax.grad(penalty(_plain_conv(strides, padding)), (0, 1))(x, k), strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * np.abs(w).max())  # float32 sums of O(100) terms
+
+
+def _layouts(compiled_text: str) -> list[str]:
+    return [line.split("dim_labels=")[1].split(",")[0] for line in compiled_text.splitlines()
+            if " convolution(" in line]
+
+
+@pytest.mark.parametrize("strides, padding, window, size", LOOP_SAFE_CASES[-3:])
+def test_conv_loop_safe_keeps_small_maps_convolutions_in_order(strides, padding, window, size):
+    """On maps with fewer pixels than window taps (a CycleGAN's 2x2 residual blocks), XLA would swap a
+    convolution's operands into a reversed-window form that XLA:CPU runs as a naive loop; the forward pass and
+    both gradients stay in the fast kernels' NHWC / HWIO layout instead."""
+    x = jnp.ones((4, *size, 8))
+    k = jnp.ones((*window, 8, 8))
+    grad = jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.sin(_loop_safe(strides, padding)(x, k))), (0, 1)))
+    text = grad.lower(x, k).compile().as_text()
+    assert _layouts(text) == ["b01f_01io->b01f"] * 3 and "rhs_reversal" not in text, _layouts(text)
 
 
 def test_conv_loop_safe_gradients_stay_fast_convolutions_inside_a_scan():
@@ -113,8 +139,7 @@ def test_conv_loop_safe_gradients_stay_fast_convolutions_inside_a_scan():
     step = jax.grad(lambda p: jnp.sum(jnp.sin(network(p))))
     update = lambda p: jax.tree.map(lambda a, g: a - 0.01 * g, p, step(p))
     looped = jax.jit(lambda p: jax.lax.fori_loop(0, 3, lambda i, p: update(p), p))
-    hlo = looped.lower(params).compile().as_text()
-    layouts = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
+    layouts = _layouts(looped.lower(params).compile().as_text())
     assert len(layouts) >= 9 and set(layouts) == {"b01f_01io->b01f"}, layouts
     one_by_one = params
     for _ in range(3):

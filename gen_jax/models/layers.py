@@ -115,18 +115,36 @@ def conv_loop_safe(x, kernel, strides=(1, 1), padding="SAME"):
     kernels' layout only outside loops; inside a `lax.scan` (several train steps per compiled call) it runs
     them as naive loops, about 100x slower (jax-ml/jax#12868). The same gradients as autodiff's, and
     differentiable again (gradient penalties)."""
-    return _conv(x, kernel, strides, padding)
+    return _conv_in_order(x, kernel, strides, _explicit_pads(x.shape, kernel.shape, strides, padding))
 
 
 def _explicit_pads(x_shape, kernel_shape, strides, padding) -> tuple:
     """((lo, hi), (lo, hi)) of a 'SAME' / 'VALID' padding, or the explicit pairs as they are."""
     if isinstance(padding, str):
         return tuple(lax.padtype_to_pads(x_shape[1:3], kernel_shape[:2], strides, padding))
-    return padding
+    return tuple(map(tuple, padding))
+
+
+def _conv_in_order(x, kernel, strides, pads, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
+    """An NHWC / HWIO convolution that XLA compiles with its operands as written.
+
+    XLA swaps the operands of a convolution whose window has more taps than its input has pixels (a 3x3
+    kernel over a 2x2 map, as in the gradients of small feature maps); the swapped form has a reversed
+    window, which XLA:CPU runs as a naive loop. Such an input is padded and dilated here, behind an
+    optimization barrier, so that it stays the larger operand."""
+    window = math.prod(1 + (k - 1) * d for k, d in zip(kernel.shape[:2], rhs_dilation))
+    if window <= math.prod(x.shape[1:3]):
+        return lax.conv_general_dilated(x, kernel, tuple(strides), pads, lhs_dilation=tuple(lhs_dilation),
+                                        rhs_dilation=tuple(rhs_dilation), dimension_numbers=_NHWC)
+    config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)), (0, 0, 0)]
+    x = lax.optimization_barrier(lax.pad(x, jnp.zeros((), x.dtype), config))
+    return lax.conv_general_dilated(x, kernel, tuple(strides), "VALID", rhs_dilation=tuple(rhs_dilation),
+                                    dimension_numbers=_NHWC)
 
 
 def _conv_loop_safe_fwd(x, kernel, strides, padding):
-    return _conv(x, kernel, strides, padding), (x, kernel)
+    pads = _explicit_pads(x.shape, kernel.shape, strides, padding)
+    return _conv_in_order(x, kernel, strides, pads), (x, kernel)
 
 
 def _conv_loop_safe_bwd(strides, padding, residuals, dy):
@@ -139,11 +157,9 @@ def _conv_loop_safe_bwd(strides, padding, residuals, dy):
         before = k - 1 - lo
         input_pads.append((before, size + k - 1 - ((out - 1) * s + 1) - before))
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    dx = lax.conv_general_dilated(dy, flipped, (1, 1), input_pads, lhs_dilation=tuple(strides),
-                                  dimension_numbers=_NHWC)
+    dx = _conv_in_order(dy, flipped, (1, 1), input_pads, lhs_dilation=strides)
     # kernel gradient: channels as the batch, the batch as the features, dy (dilated by the strides) as the kernel
-    dk = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1), pads,
-                                  rhs_dilation=tuple(strides), dimension_numbers=_NHWC)
+    dk = _conv_in_order(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1), pads, rhs_dilation=strides)
     return dx, dk[:, :kh, :kw].transpose(1, 2, 0, 3)
 
 
