@@ -138,7 +138,7 @@ def gan_config() -> ml_collections.ConfigDict:
         spectral_norm=False,          # spectral normalisation of every layer (Miyato et al. 2018)
         minibatch_discrimination=0,   # >0: that many minibatch-discrimination kernels (Salimans et al. 2016)
         minibatch_stddev=0,           # >0: minibatch standard deviation over groups of that size (Karras et al.)
-        weight_init="flax",           # 'flax' or 'torch' (PyTorch's layer init), also in `generator`
+        weight_init="flax",           # 'flax', 'torch' (PyTorch's layer init) or 'normal'; also in `generator`
     ))
     config.gan = ml_collections.ConfigDict(dict(
         loss="bce",                 # bce | lsgan | hinge | wasserstein

@@ -11,8 +11,8 @@ Every module has an `axis_name` (None by default): the step factory clones the m
 BatchNorm uses global-batch statistics and dropout / minibatch layers see the global batch.
 PyTorch's BatchNorm momentum 0.1 is Flax's momentum 0.9. The seed's `BatchNorm2d(C, 0.8)` passes 0.8 as the
 *epsilon*; `bn_eps=0.8` reproduces that quirk for parity with the seed (use 1e-5 for textbook BatchNorm).
-`weight_init` picks the Dense/Conv initialisation: 'flax' (the default) or 'torch' (the seed's), see
-`layers.initializers`.
+`weight_init` picks the Dense/Conv initialisation: 'flax' (the default), 'torch' (the seed's) or 'normal'
+(N(0, 0.02)), see `layers.initializers`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Layers the networks share: spectrally normalised Dense/Conv and transposed convolutions (in the forms that are
-fastest on XLA:CPU and stay fast inside `lax.scan`), resolution changes by reshaping (space-to-depth,
-depth-to-space), batch-consistent dropout, and the two minibatch layers that let a discriminator see a whole batch (Salimans et al. 2016; Karras et al. 2018).
+"""Layers the networks share: Dense, Conv (optionally spectrally normalised) and ConvTranspose, whose CPU forms
+are the fastest on XLA:CPU and stay fast inside `lax.scan`; resolution changes by reshaping (space-to-depth,
+depth-to-space); batch-consistent dropout; and the two minibatch layers that let a discriminator see a whole
+batch (Salimans et al. 2016; Karras et al. 2018).
 
 Layers that look across the batch or draw noise take an `axis_name`: under `pmap` they see the global batch
 (`lax.all_gather`) or cut their noise from the global draw (`parallel.local_rows`), so N devices compute what
@@ -113,8 +114,8 @@ def conv_loop_safe(x, kernel, strides=(1, 1), padding="SAME"):
 
     Autodiff's gradient convolutions have other dimension layouts, which XLA:CPU rewrites into its fast
     kernels' layout only outside loops; inside a `lax.scan` (several train steps per compiled call) it runs
-    them as naive loops, about 100x slower (jax-ml/jax#12868). The same gradients as autodiff's, and
-    differentiable again (gradient penalties)."""
+    them as naive loops, about 100x slower (jax-ml/jax#12868). The forward pass and both gradients go through
+    `_conv_in_order`. The same gradients as autodiff's, and differentiable again (gradient penalties)."""
     return _conv_in_order(x, kernel, strides, _explicit_pads(x.shape, kernel.shape, strides, padding))
 
 
@@ -126,20 +127,28 @@ def _explicit_pads(x_shape, kernel_shape, strides, padding) -> tuple:
 
 
 def _conv_in_order(x, kernel, strides, pads, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
-    """An NHWC / HWIO convolution that XLA compiles with its operands as written.
+    """An NHWC / HWIO convolution that XLA:CPU compiles with its operands as written and computes right.
 
-    XLA swaps the operands of a convolution whose window has more taps than its input has pixels (a 3x3
-    kernel over a 2x2 map, as in the gradients of small feature maps); the swapped form has a reversed
-    window, which XLA:CPU runs as a naive loop. Such an input is padded and dilated here, behind an
-    optimization barrier, so that it stays the larger operand."""
-    window = math.prod(1 + (k - 1) * d for k, d in zip(kernel.shape[:2], rhs_dilation))
-    if window <= math.prod(x.shape[1:3]):
+    XLA swaps the operands of a convolution whose window (its extent after dilation) has more taps than its
+    input has pixels (a 3x3 kernel over a 2x2 map, as in the gradients of small feature maps); the swapped
+    form has a reversed window, which XLA:CPU runs as a naive loop. And XLA:CPU computes some convolutions
+    with a negative low pad (a crop) wrongly, as autodiff's input gradient of one whose low pad reaches the
+    window (window - 1 - low < 0) takes. Such an input is padded (or cropped) and dilated here by `lax.pad`,
+    behind an optimization barrier that keeps the pad out of the convolution, which is then 'VALID'."""
+    window = [1 + (k - 1) * d for k, d in zip(kernel.shape[:2], rhs_dilation)]
+    small = math.prod(window) > math.prod(x.shape[1:3])
+    if not small and all(0 <= lo < w for (lo, _), w in zip(pads, window)):
         return lax.conv_general_dilated(x, kernel, tuple(strides), pads, lhs_dilation=tuple(lhs_dilation),
                                         rhs_dilation=tuple(rhs_dilation), dimension_numbers=_NHWC)
-    config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)), (0, 0, 0)]
-    x = lax.optimization_barrier(lax.pad(x, jnp.zeros((), x.dtype), config))
+    x = lax.optimization_barrier(_dilate(x, lhs_dilation, pads))
     return lax.conv_general_dilated(x, kernel, tuple(strides), "VALID", rhs_dilation=tuple(rhs_dilation),
                                     dimension_numbers=_NHWC)
+
+
+def _dilate(x: jax.Array, strides: Sequence[int], padding) -> jax.Array:
+    """x with strides - 1 zeros between pixels and the (low, high) pads (negative: crops) around, by `lax.pad`."""
+    config = [(0, 0, 0), *((lo, hi, s - 1) for s, (lo, hi) in zip(strides, padding)), (0, 0, 0)]
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
 
 
 def _conv_loop_safe_fwd(x, kernel, strides, padding):
@@ -167,8 +176,9 @@ conv_loop_safe.defvjp(_conv_loop_safe_fwd, _conv_loop_safe_bwd)
 
 
 def cpu_fast_path() -> bool:
-    """Whether `Conv` takes its XLA:CPU formulations (`conv_same`, `upsample_conv`, `conv_loop_safe`): on the
-    CPU backend only; a GPU or TPU run keeps the plain convolutions."""
+    """Whether `Conv` and `ConvTranspose` take their XLA:CPU formulations (`conv_same`, `upsample_conv`,
+    `conv_transpose_phases`, `conv_loop_safe`): on the CPU backend only; a GPU or TPU run keeps the plain
+    convolutions."""
     return jax.default_backend() == "cpu"
 
 
@@ -236,6 +246,17 @@ def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
     return x.reshape(b, h * block, w * block, c // (block * block))
 
 
+def _conv_kernel(module: nn.Module, in_features: int):
+    """The HWIO "kernel" parameter of a Conv / ConvTranspose `module`, and its bias init (`initializers`)."""
+    shape = (*module.kernel_size, in_features, module.features)
+    kernel_init, bias_init = initializers(module.weight_init, math.prod(shape[:-1]))
+    return module.param("kernel", kernel_init, shape), bias_init
+
+
+def _add_bias(module: nn.Module, y: jax.Array, bias_init) -> jax.Array:
+    return y + module.param("bias", bias_init, (module.features,)) if module.use_bias else y
+
+
 class Conv(nn.Module):
     """NHWC convolution (HWIO kernel) with a choice of initialisation and an optional spectral normalisation.
 
@@ -259,9 +280,7 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, update_stats: bool = False):
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel_init, bias_init = initializers(self.weight_init, math.prod(shape[:-1]))
-        kernel = self.param("kernel", kernel_init, shape)
+        kernel, bias_init = _conv_kernel(self, x.shape[-1])
         if self.spectral_norm:
             kernel = spectral_normalize(self, kernel, n_steps=self.power_iterations, update_stats=update_stats)
         padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
@@ -275,7 +294,7 @@ class Conv(nn.Module):
                 y = conv_same(x, kernel) if same else conv_loop_safe(x, kernel, tuple(self.strides), padding)
             else:
                 y = _conv(x, kernel, self.strides, padding)
-        return y + self.param("bias", bias_init, (self.features,)) if self.use_bias else y
+        return _add_bias(self, y, bias_init)
 
 
 def _phases(kernel_size: int, stride: int, pad_low: int) -> list[tuple[slice, tuple[int, int]]]:
@@ -291,10 +310,19 @@ def _phases(kernel_size: int, stride: int, pad_low: int) -> list[tuple[slice, tu
     return phases
 
 
+def phases_apply(kernel_size: Sequence[int], stride: int, padding) -> bool:
+    """Whether `conv_transpose_phases` computes this transposed conv: an output exactly `stride` times the input
+    (low + high = stride + k - 2 on each axis) and every phase with a tap (k >= stride)."""
+    return all(low + high == stride + k - 2 and k >= stride for k, (low, high) in zip(kernel_size, padding))
+
+
 def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
-    """`lax.conv_transpose(x, kernel, (stride, stride), padding)` (HWIO kernel, not flipped) for an output
-    exactly `stride` times the input, as stride^2 convolutions at the input's resolution interleaved by
-    `depth_to_space`: no zero-dilated input (1/stride^2 of the FLOPs) and `conv_loop_safe` gradients."""
+    """`lax.conv_transpose(x, kernel, (stride, stride), padding)` (HWIO kernel, not flipped) where
+    `phases_apply`, as stride^2 convolutions at the input's resolution interleaved by `depth_to_space`: no
+    zero-dilated input (1/stride^2 of the FLOPs) and `conv_loop_safe` gradients."""
+    if not phases_apply(kernel.shape[:2], stride, padding):
+        raise ValueError(f"conv_transpose_phases needs low + high == stride + k - 2 and k >= stride on both axes; "
+                         f"got kernel {kernel.shape[:2]}, stride {stride}, padding {padding}")
     rows, cols = (_phases(k, stride, low) for k, (low, _) in zip(kernel.shape[:2], padding))
     outs = [conv_loop_safe(x, kernel[row_taps, col_taps], (1, 1), (row_pads, col_pads))
             for row_taps, row_pads in rows for col_taps, col_pads in cols]
@@ -302,32 +330,36 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding)
 
 
 class ConvTranspose(nn.Module):
-    """nn.ConvTranspose's function and parameters (HWIO kernel, not flipped; `padding` the explicit (low, high)
-    pads of the stride-dilated input), with `initializers`' choice of init. On XLA:CPU (`cpu_fast_path`;
-    `fast_path` forces it) an output exactly `strides` times the input takes `conv_transpose_phases`."""
+    """nn.ConvTranspose's function and parameters (HWIO kernel, not flipped), with `initializers`' choice of
+    init. `padding` is the explicit ((low, high), (low, high)) pads of the stride-dilated input (PyTorch's
+    ConvTranspose2d(padding=p, output_padding=o) is low = k - 1 - p, high = k - 1 - p + o).
+
+    On XLA:CPU (`cpu_fast_path`; `fast_path` forces it on or off) a transposed conv that `phases_apply` to takes
+    `conv_transpose_phases`, any other the dilated input's `conv_loop_safe`: both stay fast inside `lax.scan`.
+    """
 
     features: int
     kernel_size: Sequence[int]
-    strides: Sequence[int] = (2, 2)
-    padding: Sequence[tuple[int, int]] = ((1, 1), (1, 1))
+    strides: Sequence[int]
+    padding: Sequence[tuple[int, int]]
     use_bias: bool = True
     weight_init: str = "flax"
     fast_path: bool | None = None
 
     @nn.compact
     def __call__(self, x):
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel_init, bias_init = initializers(self.weight_init, math.prod(shape[:-1]))
-        kernel = self.param("kernel", kernel_init, shape)
+        if isinstance(self.padding, str):
+            raise ConfigError(f"ConvTranspose needs explicit ((low, high), (low, high)) pads, not {self.padding!r}")
+        kernel, bias_init = _conv_kernel(self, x.shape[-1])
         padding, strides = tuple(map(tuple, self.padding)), tuple(self.strides)
-        exact = all((size - 1) * s + 1 + low + high - k + 1 == s * size
-                    for size, s, (low, high), k in zip(x.shape[1:3], strides, padding, self.kernel_size))
         fast = cpu_fast_path() if self.fast_path is None else self.fast_path
-        if fast and exact and strides[0] == strides[1]:
+        if not fast:
+            y = lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_NHWC)
+        elif strides[0] == strides[1] and phases_apply(self.kernel_size, strides[0], padding):
             y = conv_transpose_phases(x, kernel, strides[0], padding)
         else:
-            y = lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_NHWC)
-        return y + self.param("bias", bias_init, (self.features,)) if self.use_bias else y
+            y = conv_loop_safe(_dilate(x, strides, padding), kernel, (1, 1), "VALID")
+        return _add_bias(self, y, bias_init)
 
 
 class Dropout(nn.Module):
