@@ -74,10 +74,11 @@ def test_conv_module_fast_path_is_the_plain_path(options):
     (3, (2, 2), (0, 3), (2, 4, 3, 2)),  # phases that pad x by a negative amount (crop) on one side
     (3, (2, 2), (3, 0), (2, 4, 3, 2)),
     # not phase-shaped, so the fast path convolves the dilated input: an output one short of twice the
-    # input, a kernel narrower than the stride, unequal strides
+    # input, a kernel narrower than the stride, unequal strides, a crop
     (3, (2, 2), (1, 1), (2, 4, 3, 2)),
     (2, (3, 3), (1, 2), (2, 3, 4, 2)),
     (3, (2, 1), (1, 2), (2, 4, 3, 2)),
+    (3, (2, 2), (-1, 2), (2, 4, 3, 2)),
 ])
 def test_conv_transpose_is_flax_conv_transpose_on_both_paths(kernel, strides, padding, shape):
     """The same parameters as nn.ConvTranspose, initialised to the same values (checkpoints carry over), and its
