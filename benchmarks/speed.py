@@ -595,10 +595,12 @@ def cache_table(rows) -> list[str]:
 def matmul_table(dots, timed) -> list[str]:
     """The markdown table of the steps' matmuls and optimizer updates alone (`dots` rows of models without
     convolutions) beside the trainer's and torch eager's whole steps in the same run (`timed` rows): what the
-    trainer / eager ratio would be if a step did nothing else, at XLA's speed."""
+    trainer / eager ratio would be if a step did nothing else, at XLA's speed, and if its matmuls also ran at the
+    machine's float32 matmul peak measured in the same run (a bound no kernel at these shapes beats)."""
     out = ["| model | matmuls per step | matmul GFLOP per step | matmuls alone: XLA / torch eager (ms) | optimizer "
            "updates alone, XLA (ms) | trainer step (ms) | torch eager step (ms) | trainer / eager if the step were "
-           "only its matmuls and updates |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "only its matmuls and updates | the same with its matmuls at the matmul peak |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in sorted((r for r in dots if r.get("convolutions") == 0 and "xla_dots_seconds" in r),
                       key=lambda r: list(MODELS).index(r["model"]) if r["model"] in MODELS else len(MODELS)):
         same = [r for r in timed if r.get("model") == row["model"] and r["run"] == row["run"] and "error" not in r]
@@ -609,11 +611,14 @@ def matmul_table(dots, timed) -> list[str]:
 
         ms = lambda seconds: f"{seconds * 1e3:.2f}" if seconds else "—"
         trainer, eager = step("gen_jax"), step("torch_eager")
+        peak = next((r["matmul_flops_per_sec"] for r in same if r.get("matmul_flops_per_sec")), None)
         floor = row["xla_dots_seconds"] + row["xla_updates_seconds"]
+        at_peak = row["dot_flops_per_step"] / peak + row["xla_updates_seconds"] if peak else None
+        bound = lambda seconds: f"{eager / seconds:.2f}x" if eager and seconds else "—"
         out.append(f"| {row['model']} | {row['dots']} | {row['dot_flops_per_step'] / 1e9:.2f} | "
                    f"{ms(row['xla_dots_seconds'])} / {ms(row.get('torch_dots_seconds'))} | "
-                   f"{ms(row['xla_updates_seconds'])} | {ms(trainer)} | {ms(eager)} | "
-                   f"{f'{eager / floor:.2f}x' if eager else '—'} |")
+                   f"{ms(row['xla_updates_seconds'])} | {ms(trainer)} | {ms(eager)} | {bound(floor)} | "
+                   f"{bound(at_peak)} |")
     return out
 
 
@@ -684,7 +689,9 @@ def report(rows, notes: str = "") -> str:
                         "(`torch.einsum`); one optimizer update of every network as one jitted XLA call; best of 5 "
                         "x 50 calls. Steps are the medians of the run's rounds. The last column is torch eager's "
                         "whole step over gen_jax's matmuls plus updates: the trainer / eager ratio a step could "
-                        "reach if everything else in it were free.", "", *matmuls, ""]
+                        "reach if everything else in it were free; the one after it puts the matmuls at this "
+                        "machine's float32 matmul peak (a 4096 x 4096 `jnp.dot`, same run), which kernels at "
+                        "these shapes do not beat.", "", *matmuls, ""]
         if key in cache:
             out += [f"Compilation cache (`train.compile_cache`), {runs_line(cache[key])}: "
                     "time from train() entry to the first call done, with an empty cache folder and again with "
