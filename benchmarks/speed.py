@@ -596,7 +596,8 @@ def matmul_table(dots, timed) -> list[str]:
     """The markdown table of the steps' matmuls and optimizer updates alone (`dots` rows of models without
     convolutions) beside the trainer's and torch eager's whole steps in the same run (`timed` rows): what the
     trainer / eager ratio would be if a step did nothing else, at XLA's speed, and if its matmuls also ran at the
-    machine's float32 matmul peak measured in the same run (a bound no kernel at these shapes beats)."""
+    machine's float32 matmul peak measured in the same run (a large square matmul's FLOP/s, which small ones
+    do not normally reach)."""
     out = ["| model | matmuls per step | matmul GFLOP per step | matmuls alone: XLA / torch eager (ms) | optimizer "
            "updates alone, XLA (ms) | trainer step (ms) | torch eager step (ms) | trainer / eager if the step were "
            "only its matmuls and updates | the same with its matmuls at the matmul peak |",
@@ -690,8 +691,8 @@ def report(rows, notes: str = "") -> str:
                         "x 50 calls. Steps are the medians of the run's rounds. The last column is torch eager's "
                         "whole step over gen_jax's matmuls plus updates: the trainer / eager ratio a step could "
                         "reach if everything else in it were free; the one after it puts the matmuls at this "
-                        "machine's float32 matmul peak (a 4096 x 4096 `jnp.dot`, same run), which kernels at "
-                        "these shapes do not beat.", "", *matmuls, ""]
+                        "machine's float32 matmul peak (a 4096 x 4096 `jnp.dot`, same run), which matmuls of "
+                        "these small shapes do not normally reach.", "", *matmuls, ""]
         if key in cache:
             out += [f"Compilation cache (`train.compile_cache`), {runs_line(cache[key])}: "
                     "time from train() entry to the first call done, with an empty cache folder and again with "
