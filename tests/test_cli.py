@@ -18,7 +18,7 @@ def assert_one_line_error(result, pattern):
     ({"train.stpes": 5}, r"stpes.*Did you mean \"steps\""),
     ({"model.latnt_dim": 3}, r"latnt_dim"),
     ({"train.steps": "abc"}, r"train.steps=abc"),
-    ({"data.source": "idx:/nonexistent/mnist"}, r"IDX folder /nonexistent/mnist does not exist"),
+    ({"data.source": "idx:no-such-folder/mnist"}, r"IDX folder no-such-folder/mnist does not exist"),
     ({"data.source": "mnist"}, r"unknown data source 'mnist'"),
     ({"data.batch_size": 5000}, r"batch size 5000 is larger than the training set \(1500 examples\)"),
     ({"model.name": "mlp_vea"}, r"unknown model 'mlp_vea'"),

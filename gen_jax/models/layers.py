@@ -254,6 +254,7 @@ def _conv_kernel(module: nn.Module, in_features: int):
 
 
 def _add_bias(module: nn.Module, y: jax.Array, bias_init) -> jax.Array:
+    """y plus the "bias" parameter of a Conv / ConvTranspose `module` (y unchanged when it has none)."""
     return y + module.param("bias", bias_init, (module.features,)) if module.use_bias else y
 
 
