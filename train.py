@@ -28,7 +28,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from gen_jax import config as config_lib  # noqa: E402
 from gen_jax.errors import UserError  # noqa: E402
-from gen_jax.training import distributed  # noqa: E402
+from gen_jax import distributed  # noqa: E402
 from gen_jax.training.loop import train  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")

@@ -1,6 +1,6 @@
 """The MNIST results table for the autoencoder family: gen_jax beside the PyTorch seed, trained the same way.
 
-  python benchmarks/ae_mnist.py [--data=../shared/data/mnist] [--workdir=/tmp/ae_mnist] [--steps=3000]
+  python benchmarks/ae_mnist.py [--data=../shared/data/mnist] [--workdir=runs/bench_ae_mnist] [--steps=3000]
                                 [--anomaly_steps=1000] [--conv_steps=300] [--long_steps=20000] [--iwae_images=10000]
 
 Every gen_jax model is trained by the one train loop (`gen_jax.training.loop.train`) from a config in configs/; the
@@ -423,7 +423,7 @@ def write_markdown(r, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist"))
-    p.add_argument("--workdir", default="/tmp/ae_mnist")
+    p.add_argument("--workdir", default="runs/bench_ae_mnist")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--anomaly_steps", type=int, default=1000)
     p.add_argument("--conv_steps", type=int, default=300)

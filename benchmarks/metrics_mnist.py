@@ -7,7 +7,7 @@ histogram); the classifier Inception Score of the real test images (near 10); th
 (feature extraction included) and of the whole metric suite.
 
     python -m benchmarks.metrics_mnist [--data=../shared/data/mnist] [--classifier=runs/lenet_mnist]
-        [--out=/tmp/metrics_mnist.json]
+        [--out=runs/metrics_mnist.json]
 
 Trains the classifier into --classifier first if that folder holds none (3 epochs, a few minutes on 2 cores).
 """
@@ -43,7 +43,7 @@ def main():
     parser.add_argument("--data", default=os.path.join("..", "shared", "data", "mnist"))
     parser.add_argument("--classifier", default="runs/lenet_mnist")
     parser.add_argument("--num", type=int, default=10000, help="samples per scored set")
-    parser.add_argument("--out", default="/tmp/metrics_mnist.json")
+    parser.add_argument("--out", default="runs/metrics_mnist.json")
     args = parser.parse_args()
     dataset = data.load(f"idx:{args.data}")
     if not os.path.exists(os.path.join(args.classifier, classifier_lib.SPEC_FILE)):
@@ -91,6 +91,7 @@ def main():
     is_mean, is_std = metrics.inception_score(test_probs, key=key)
     out["test_inception_score"] = [float(is_mean), float(is_std)]
     print(f"classifier Inception Score of the test images: {float(is_mean):.3f} +- {float(is_std):.3f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     print(f"-> {args.out}")

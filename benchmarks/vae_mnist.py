@@ -5,7 +5,7 @@ Same architecture (784-256-128-20), batch 128, Adam 1e-3, 3000 steps, the same b
 in nats (one posterior sample per image) plus per-pixel reconstruction MSE. Prints both and the images/s of
 each (training only, compilation/warm-up excluded).
 
-    python -m benchmarks.vae_mnist [--data=../shared/data/mnist] [--steps=3000] [--workdir=/tmp/bench_vae]
+    python -m benchmarks.vae_mnist [--data=../shared/data/mnist] [--steps=3000] [--workdir=runs/bench_vae_mnist]
 """
 import argparse
 import json
@@ -49,7 +49,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--workdir", default="/tmp/bench_vae_mnist")
+    parser.add_argument("--workdir", default="runs/bench_vae_mnist")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()

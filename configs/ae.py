@@ -1,6 +1,6 @@
 """The seed's vanilla autoencoder: input -> 128 -> 32 (ReLU code) -> 128 -> input (sigmoid), MSE, Adam 1e-3.
 
-Trains on the bundled digits in well under a minute on 2 CPU cores. On MNIST:
+On MNIST:
   python train.py --config=configs/ae.py --config.data.source=idx:../shared/data/mnist
 """
 from gen_jax.config import autoencoder_config

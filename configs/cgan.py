@@ -15,8 +15,7 @@ def get_config():
     config = gan_config()
     config.gan.conditional = True
     config.data.batch_size = 64
-    # Adam(2e-4, b1=0.5) as Radford et al. 2015 and PyTorch-GAN (the seed's source); with torch's default
-    # b1=0.9 the seed's MLP GAN collapses to 1-4 digits by step 3000 on MNIST (benchmarks/gan_mnist.py).
+    # Adam(2e-4, b1=0.5) as Radford et al. 2015 and PyTorch-GAN (the seed's source): configs/gan.py says why.
     config.optim_g = optimizer_config(2e-4, b1=0.5)
     config.optim_d = optimizer_config(2e-4, b1=0.5)
     config.generator.hidden_dims = (128, 256, 512, 1024)

@@ -6,10 +6,10 @@ ResNet-block generators (2 blocks, 16 channels: the maps are 2x2 after two halvi
 PatchGAN discriminators (receptive field 16 px: the whole 8x8 image), least-squares adversarial loss, cycle
 weight 10, identity weight 0.5 x 10, an image pool of 50 per discriminator, Adam 2e-4 (b1 0.5) held for the
 first half and decayed linearly to 0 over the second.
-  python train.py --config=configs/cyclegan.py --workdir=runs/cyclegan        # about a minute on 2 CPU cores
-MNIST <-> MNIST-M (colour digits on photograph crops; 23 minutes on 2 CPU cores at commit 2ec511c,
-docs/translation.md): 3 blocks of 32 channels at full resolution (no halvings: the blocks restyle pixels instead
-of redrawing digits), 2-layer PatchGANs (receptive field 34 px: the whole 28x28 image):
+  python train.py --config=configs/cyclegan.py --workdir=runs/cyclegan
+MNIST <-> MNIST-M (colour digits on photograph crops; docs/translation.md has its results and training time):
+3 blocks of 32 channels at full resolution (no halvings: the blocks restyle pixels instead of redrawing digits),
+2-layer PatchGANs (receptive field 34 px: the whole 28x28 image):
   python train.py --config=configs/cyclegan.py --workdir=runs/cyclegan_mnist_m \
       --config.data.source=mnist_m:idx:../shared/data/mnist --config.train.steps=3200 \
       --config.generator.channels=32 --config.generator.num_blocks=3 --config.generator.num_downsamplings=0 \

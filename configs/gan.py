@@ -6,7 +6,7 @@ the seed's plain recipe drops digits; with spectral norm every seed tried covers
 (docs/gans.md). --config.discriminator.spectral_norm=False
 is the seed's GAN exactly.
 
-Trains in about a minute on 2 CPU cores. On MNIST (3000 generator steps, as the benchmark):
+On MNIST (3000 generator steps, as the benchmark):
   python train.py --config=configs/gan.py --workdir=runs/gan_mnist \
       --config.data.source=idx:../shared/data/mnist
 Stabilisation switches (each one flag): --config.gan.real_label=0.9 (one-sided label smoothing),

@@ -31,10 +31,9 @@ def get_config():
     config.generator = dict(name="dcgan_generator", latent_dim=64, base=64, channels=(32, 16), bn_eps=1e-5,
                             weight_init="flax")
     config.discriminator = dict(name="dcgan_discriminator", channels=(32, 64, 128), norm="none", bn_eps=1e-5,
-                                dropout=0.0, conditioning="concat", spectral_norm=True, minibatch_discrimination=0,
+                                dropout=0.0, conditioning="projection", spectral_norm=True, minibatch_discrimination=0,
                                 minibatch_stddev=0, weight_init="flax")
     config.gan.clusters = 20
-    config.discriminator.conditioning = "projection"
     config.gan.loss = "hinge"
     config.gan.ema_decay = 0.999
     config.train.steps = 20000

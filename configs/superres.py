@@ -2,11 +2,10 @@
 box-downsampled to 2x2 is the input, the digit itself the target. A U-Net generator (depth 3: 8x8 -> 1x1),
 a 1-layer PatchGAN on (input, output) pairs, non-saturating GAN loss + 100 x L1, Adam 2e-4 (b1 0.5) held then
 decayed linearly; evaluation compares PSNR with bicubic upscaling of the same 2x2 images.
-  python train.py --config=configs/superres.py --workdir=runs/superres          # about 2 minutes on one core
+  python train.py --config=configs/superres.py --workdir=runs/superres
 The same U-Net on L1 alone (the comparison that shows what the adversarial term buys):
   --config.pix2pix.adversarial_weight=0
-On MNIST (7x7 -> 28x28, about 4 minutes on one core; the classifier's accuracy on the upscaled digits with a
-gen_jax.classifier folder):
+On MNIST (7x7 -> 28x28; the classifier's accuracy on the upscaled digits with a gen_jax.classifier folder):
   python train.py --config=configs/superres.py --workdir=runs/superres_mnist \
       --config.data.source=superres:idx:../shared/data/mnist --config.eval.classifier_dir=runs/classifier_mnist
 """

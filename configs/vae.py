@@ -1,6 +1,6 @@
 """The default: the seed's MLP VAE (784-256-128-20 on MNIST; here 64-256-128-20) on the bundled digits.
 
-Trains to a useful result in about a minute on 2 CPU cores. On MNIST:
+Trains to a useful result on a CPU (README's table of configs gives the times). On MNIST:
   python train.py --config=configs/vae.py --config.data.source=idx:../shared/data/mnist
 """
 from gen_jax.config import vae_config

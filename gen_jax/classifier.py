@@ -32,6 +32,9 @@ def main(argv=None) -> int:
             options = json.loads(args.options)
         except json.JSONDecodeError as e:
             raise UserError(f"--options is not JSON: {e}") from None
+        if not isinstance(options, dict):
+            raise UserError(f"--options must be a JSON object of architecture fields, e.g. '{{\"widths\": [16, 32]}}', "
+                            f"got {args.options!r}")
         dataset = data.load(args.data)
         classifier = train(dataset, arch=args.arch, options=options, epochs=args.epochs,
                            batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)

@@ -173,7 +173,8 @@ _CHOICES = {  # section.key: allowed values, checked before anything is built or
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear_second_half")
 _NON_NEGATIVE = ("pix2pix.l1_weight", "pix2pix.adversarial_weight", "cyclegan.cycle_weight", "cyclegan.identity_weight", "cyclegan.pool_size", "loss.beta", "loss.kl_warmup_steps", "loss.sparsity_weight", "loss.noise_factor", "gan.clip_value",
-                 "gan.gp_weight", "gan.r1_weight", "gan.clusters", "gan.historical_averaging", "train.eval_every", "eval.num_samples")
+                 "gan.gp_weight", "gan.r1_weight", "gan.clusters", "gan.historical_averaging", "train.eval_every", "eval.num_samples",
+                 "eval.iwae_samples", "eval.iwae_images")
 _UNIT_INTERVAL = ("loss.mask_rate", "loss.sparsity_target", "gan.ema_decay", "gan.real_label")
 
 
@@ -287,6 +288,11 @@ def _check_values(config) -> None:
     n_critic = _get(config, "gan.n_critic")
     if n_critic is not None and n_critic < 1:
         raise ConfigError(f"gan.n_critic must be >= 1, got {n_critic}")
+    if _get(config, "gan.clusters") == 1:
+        raise ConfigError("gan.clusters must be 0 (off) or at least 2 (one cluster conditions on nothing)")
+    if config.get("task") in ("cyclegan", "pix2pix") and _get(config, "data.exclude_labels"):
+        raise ConfigError(f"data.exclude_labels applies to one-domain data; a {config.task} run trains on every "
+                          f"image of its domains (leave it empty)")
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

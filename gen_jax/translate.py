@@ -1,9 +1,10 @@
-"""Command line: translate your own images with a trained translation run.
+"""Command line: translate your own images with a trained translation run (CycleGAN or pix2pix).
 
     python -m gen_jax.translate --workdir=RUN --direction=a2b|b2a --input=FOLDER_OR_NPZ --output=FOLDER
 
 --input is a folder of PNG/JPEG images or an .npz with 'images' (uint8 0..255 or float [0, 1], [N, H, W, C]);
-every image must have the size and channels of the direction's source domain. Writes one PNG per image
+every image must have the size and channels of the direction's source domain (a pix2pix run: a2b only, its
+inputs' size). Writes one PNG per image
 (the input's file name, or 000000.png... for an .npz) in --output, in batches. The run opens through
 `training.runs.restore_run`; bad input is one `error:` line (exit status 2).
 """
@@ -14,9 +15,10 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from gen_jax import data
+from gen_jax.data.lazy import image_files
 from gen_jax.errors import UserError
 from gen_jax.evaluation import sample_quality
 from gen_jax.families import translation
@@ -27,22 +29,18 @@ _SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def read_folder(folder: str, channels: int) -> tuple[list[str], np.ndarray]:
-    """(file names, float32 [N, H, W, channels] in [0, 1]) of the images in `folder`, read as grey or RGB."""
+    """(file names, float32 [N, H, W, channels] in [0, 1]) of the images in `folder`, decoded as training decodes
+    image folders (`data.lazy.image_files`); grey images are repeated to RGB, colour ones become their luma
+    (ITU-R 601, as PIL's grey conversion) for a grey domain."""
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith(_SUFFIXES))
     if not names:
         raise UserError(f"{folder} holds no PNG or JPEG images")
-    pictures = []
-    for name in names:
-        try:
-            with Image.open(os.path.join(folder, name)) as image:
-                pictures.append(np.asarray(image.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0)
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"unreadable image {os.path.join(folder, name)}: {e}") from None
-    sizes = sorted({p.shape[:2] for p in pictures})
-    if len(sizes) > 1:
-        raise UserError(f"images in {folder} have different sizes {sizes[:4]}: the model takes one size")
-    stacked = np.stack(pictures)
-    return names, stacked[..., None] if channels == 1 else stacked
+    images = np.asarray(image_files([os.path.join(folder, n) for n in names], where=folder))
+    if channels == 1 and images.shape[-1] == 3:
+        images = (images @ np.float32([0.299, 0.587, 0.114]))[..., None]
+    elif channels == 3 and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return names, images
 
 
 def read_input(path: str, channels: int) -> tuple[list[str], np.ndarray]:
@@ -74,10 +72,15 @@ def translate_files(workdir: str, direction: str, source: str, output: str, *, b
     if direction not in DIRECTIONS:
         raise UserError(f"--direction must be a2b or b2a, got {direction!r}")
     run = restore_run(workdir)
-    if run.config.task != "cyclegan":
-        raise UserError(f"{workdir} holds a {run.config.task!r} run, not a translation run")
-    network, shape_of = DIRECTIONS[direction]
-    shape = getattr(run.dataset, shape_of)
+    if run.config.task == "cyclegan":
+        network, shape_of = DIRECTIONS[direction]
+        shape = getattr(run.dataset, shape_of)
+    elif run.config.task == "pix2pix":  # one direction: inputs to targets
+        if direction != "a2b":
+            raise UserError("a pix2pix run translates one way, inputs to targets: --direction=a2b")
+        network, shape = "generator", run.dataset.input_shape
+    else:
+        raise UserError(f"{workdir} holds a {run.config.task!r} run, not a translation (cyclegan or pix2pix) run")
     names, images = read_input(source, shape[-1])
     check_shape(images, shape, direction)
     translated = translation.translate_all(run.task.modules[network], run.state[network].params, images,

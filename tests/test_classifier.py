@@ -102,3 +102,10 @@ def test_errors_say_what_to_do(tmp_path, trained):
         trained.features_and_probs(np.zeros((4, 28, 28, 1), np.uint8))
     with pytest.raises(UserError, match="unknown classifier architecture"):
         classifier.build_module("vgg", 10)
+
+
+def test_cli_options_must_be_a_json_object(tmp_path, capsys):
+    from gen_jax import classifier as classifier_cli
+    for options, message in (("[16, 32]", "must be a JSON object"), ("{widths", "is not JSON")):
+        assert classifier_cli.main(["--data=digits", f"--workdir={tmp_path}", f"--options={options}"]) == 2
+        assert message in capsys.readouterr().err

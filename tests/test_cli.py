@@ -38,6 +38,17 @@ def test_missing_config_file(tmp_path):
     assert_one_line_error(result, r"config file configs/nope.py: No such file")
 
 
+def test_critic_shares_must_divide_each_devices_batch(tmp_path):
+    """Batch 20 splits into 4 critic shares, but each of 2 devices holds 10: refused before compiling."""
+    import subprocess
+    import sys
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path}",
+                             "--config=configs/wgan.py", "--config.data.batch_size=20", "--config.gan.n_critic=4"],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert_one_line_error(result, r"gan.n_critic=4 must divide the per-device batch 10")
+
+
 def test_batch_not_divisible_by_devices(tmp_path):
     assert_one_line_error(run_cli(str(tmp_path), {**SMALL, "data.batch_size": 63}, devices=2),
                           r"batch size 63 is not divisible by the 2 devices")

@@ -179,6 +179,16 @@ def test_translate_cli_rejects_a_bad_direction_and_a_missing_run(trained_run, tm
     assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
 
 
+def test_evaluate_with_another_source_reads_it_as_two_domains(trained_run, capsys):
+    """--data on a CycleGAN run loads two domains, as training does; a run that cannot sample says so."""
+    from gen_jax import evaluate
+    run = restore_run(trained_run, source="style:digits")
+    assert run.dataset.shape_a == (8, 8, 1) and run.config.data.source == "style:digits"
+    assert evaluate.main([f"--workdir={trained_run}", "--data=style:digits"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot sample" in err[0], err
+
+
 def test_default_pair_is_learned(tmp_path):
     """configs/cyclegan.py, shortened: A -> B translations of held-out digits land far closer to their true
     style than the untranslated digits, and cycles come back close to their inputs."""

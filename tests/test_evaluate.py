@@ -128,6 +128,10 @@ def test_best_checkpoint_follows_the_mode(tmp_path):
     assert hooks.BestCheckpoint(str(tmp_path / "b"), "recall", "max").update(1, state, {"recall": 0.1})
     with pytest.raises(ConfigError, match="available: fid_std$"):
         best.update(6, state, {"fid_std": 1.0, "extractor": "lenet:0"})
+    assert sorted(os.listdir(tmp_path)) == ["b", "best", "best.json"]  # written whole: no temporary file left
+    (tmp_path / "best.json").write_text('{"step": 3, "metric": "fid", "mo')
+    with pytest.raises(ConfigError, match="best.json is unreadable .*delete it"):
+        hooks.BestCheckpoint(str(tmp_path), "fid", "min")
     with pytest.raises(ConfigError, match="best_mode"):
         hooks.BestCheckpoint(str(tmp_path), "fid", "lower")
 

@@ -18,7 +18,7 @@ from gen_jax import config as config_lib
 from gen_jax.data import sources
 from gen_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from gen_jax.training import runs, steps
-from gen_jax.training.checkpoint import Checkpointer, CorruptCheckpointError
+from gen_jax.checkpoint import Checkpointer, CorruptCheckpointError
 from gen_jax.training.loop import NonFiniteError, device_steps, train
 from gen_jax.training.train_state import TrainState
 from test_cli import assert_one_line_error
@@ -327,6 +327,10 @@ def test_gan_and_autoencoder_values():
         (config_lib.gan_config, {"gan.loss": "foo"}, "gan.loss must be one of"),
         (config_lib.autoencoder_config, {"model.code_dim": 0}, "model.code_dim"),
         (config_lib.autoencoder_config, {"loss.corruption": "salt"}, "loss.corruption must be one of"),
+        (config_lib.gan_config, {"gan.clusters": 1}, "gan.clusters must be 0 .off. or at least 2"),
+        (config_lib.vae_config, {"eval.iwae_samples": -5}, "eval.iwae_samples must be >= 0"),
+        (config_lib.cyclegan_config, {"data.exclude_labels": (3,)}, "data.exclude_labels applies to one-domain"),
+        (config_lib.pix2pix_config, {"data.exclude_labels": (3,)}, "data.exclude_labels applies to one-domain"),
     ]:
         with pytest.raises(ConfigError, match=pattern):
             config_lib.finalize(config_lib.override(schema(), overrides))

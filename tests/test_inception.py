@@ -124,6 +124,16 @@ def test_wrong_layout_is_rejected(tmp_path, variables):
         inception.load_params(path)
 
 
+def test_a_file_that_is_not_an_npz_of_arrays_is_a_user_error(tmp_path):
+    garbage, objects = str(tmp_path / "garbage.npz"), str(tmp_path / "objects.npz")
+    with open(garbage, "wb") as f:
+        f.write(b"not a zip file")
+    np.savez(objects, weights=np.array([{"a": 1}], dtype=object))
+    for path in (garbage, objects):
+        with pytest.raises(UserError, match="not an .npz of arrays.*gen_jax.inception_weights"):
+            inception.load_params(path)
+
+
 def test_converter_maps_torch_names(variables):
     state = _torch_state_dict(variables)
     # Names and shapes as in pytorch-fid's checkpoint (torchvision's Inception3 with FID blocks, 1008 classes).

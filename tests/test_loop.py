@@ -17,7 +17,7 @@ import pytest
 from gen_jax import config as config_lib
 from gen_jax.config import gan_config, load_saved, vae_config
 from gen_jax.errors import ConfigError
-from gen_jax.training.checkpoint import Checkpointer
+from gen_jax.checkpoint import Checkpointer
 from gen_jax.training.loop import train
 from gen_jax.training.runs import restore_run
 

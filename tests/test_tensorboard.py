@@ -1,6 +1,5 @@
 """TensorBoard events: a short run's scalars, sample grids and config, read back with tensorboard's reader."""
 import json
-import os
 import sys
 
 import numpy as np

@@ -265,6 +265,26 @@ def test_two_domain_tfds_source_with_mock_data():
     assert 0.0 <= pair.train_a.min() and pair.train_a.max() <= 1.0
 
 
+def test_translation_tasks_read_tfds_sets_from_data_tfds_data_dir(monkeypatch):
+    """data.tfds_data_dir reaches every tfds split a CycleGAN or pix2pix run reads, as for one-domain runs."""
+    from gen_jax import config as config_lib
+    from gen_jax.data import sources
+    from gen_jax.training import tasks
+    seen = []
+
+    def fake_split(name, split, data_dir=None, *, lazy=False):
+        seen.append(data_dir)
+        return np.zeros((4, 8, 8, 1), np.float32), np.zeros(4, np.int32)
+
+    monkeypatch.setattr(sources, "tfds_split", fake_split)
+    for schema, source in ((config_lib.cyclegan_config, "tfds:cycle_gan/horse2zebra"),
+                           (config_lib.cyclegan_config, "style:tfds:mnist"),
+                           (config_lib.pix2pix_config, "superres:tfds:mnist")):
+        config = config_lib.override(schema(), {"data.source": source, "data.tfds_data_dir": "prepared"})
+        tasks.load_data(config)
+    assert seen and set(seen) == {"prepared"}, seen
+
+
 def test_two_domain_sources_reject_unknown_names():
     with pytest.raises(DataError, match="unknown two-domain source"):
         domains.load("zebra:x")

@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from gen_jax import data, images
 from gen_jax.data import corruption
 from gen_jax.errors import UserError
+from gen_jax.evaluation import metrics
 from gen_jax.families import autoencoder, vae
 from gen_jax.training import loop
 from gen_jax.training.runs import restore_run
@@ -249,8 +250,8 @@ def denoise(trained: Trained, out_png: str, *, key=None, kind: str = "gaussian",
     clean = jnp.asarray(trained.dataset.test_images)
     noisy = np.asarray(corruption.corrupt(key, clean, kind=kind, noise_factor=noise_factor, mask_rate=mask_rate))
     denoised = trained.reconstruct(noisy, trained.dataset.test_labels)
-    before = float(np.mean(corruption.psnr(jnp.asarray(noisy), clean)))
-    after = float(np.mean(corruption.psnr(jnp.asarray(denoised), clean)))
+    before = float(np.mean(metrics.psnr(jnp.asarray(noisy), clean)))
+    after = float(np.mean(metrics.psnr(jnp.asarray(denoised), clean)))
     images.save_grid(out_png, np.concatenate([np.asarray(clean[:num_show]), noisy[:num_show], denoised[:num_show]]),
                      ncols=num_show)
     return {"corruption": kind, "psnr_noisy": before, "psnr_denoised": after, "psnr_gain": after - before}
@@ -290,7 +291,7 @@ def compression(models: list[Trained], out_png: str) -> list[dict]:
         ds = trained.dataset
         codes = trained.encode(ds.test_images, ds.test_labels).astype(np.float16).astype(np.float32)
         recon = trained.decode(codes, ds.test_labels)
-        psnr = float(np.mean(corruption.psnr(jnp.asarray(recon), jnp.asarray(ds.test_images))))
+        psnr = float(np.mean(metrics.psnr(jnp.asarray(recon), jnp.asarray(ds.test_images))))
         rows.append({"code_dim": trained.code_dim, "bits_per_image": 16 * trained.code_dim,
                      "raw_bits_per_image": 8 * int(np.prod(ds.image_shape)), "psnr": psnr,
                      "mse": float(np.mean((recon - ds.test_images) ** 2))})

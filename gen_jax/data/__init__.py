@@ -6,7 +6,7 @@ model-side transforms, corruptions, and k-means pseudo-classes (`clusters`).
     x = data.preprocess(images, value_range=data.SIGNED)
 """
 from gen_jax.data import clusters
-from gen_jax.data.batching import batch_indices, check_batching, map_batches, random_subset
+from gen_jax.data.batching import batch_indices, check_batching, map_batches, map_padded_batches, random_subset
 from gen_jax.data.lazy import LazyImages
 from gen_jax.data.pipeline import PIPELINES, choose_pipeline, data_bytes, materialize, step_batches
 from gen_jax.data.sources import Dataset, from_config, load, read_idx, without_labels

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.errors import DataError
@@ -69,3 +70,19 @@ def map_batches(fn, array, batch_size: int):
     """
     outputs = [jax.device_get(fn(i, put_rows(array[i:i + batch_size]))) for i in range(0, len(array), batch_size)]
     return jax.tree.map(lambda *chunks: np.concatenate([np.asarray(c) for c in chunks]), *outputs)
+
+
+def map_padded_batches(fn, array, batch_size: int):
+    """fn(chunk) over the leading axis of a non-empty `array` in chunks of the same size, min(batch_size, N):
+    the last one zero-padded to it, so fn compiles once whatever N, and its padding rows dropped. For functions
+    of each row alone (feature extractors). Each chunk's rows are split over the local devices
+    (`parallel.put_rows`); fn returns an array or a tuple of them, concatenated on the device."""
+    size = max(1, min(batch_size, len(array)))
+    outputs = []
+    for start in range(0, len(array), size):
+        chunk = array[start:start + size]
+        rows = len(chunk)
+        if rows < size:
+            chunk = np.concatenate([np.asarray(chunk), np.zeros((size - rows, *chunk.shape[1:]), chunk.dtype)])
+        outputs.append(jax.tree.map(lambda out, rows=rows: out[:rows], fn(put_rows(chunk))))
+    return jax.tree.map(lambda *chunks: jnp.concatenate(chunks), *outputs)

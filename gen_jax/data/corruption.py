@@ -44,23 +44,3 @@ def corrupt(key: jax.Array, images: jax.Array, *, kind: str, noise_factor: float
     if kind == "masking":
         return masking_noise(images, local_rows(jax.random.uniform, key, images.shape, axis_name), rate=mask_rate)
     raise ValueError(f"corruption must be one of {', '.join(KINDS)}, got {kind!r}")
-
-
-def psnr(predictions: jax.Array, targets: jax.Array, *, max_value: float = 1.0) -> jax.Array:
-    """Peak signal-to-noise ratio in dB per image [B]: 10 log10(max^2 / MSE), MSE floored at 1e-10.
-
-    The denoising figure of merit: PSNR(noisy, clean) before, PSNR(denoised, clean) after.
-    """
-    mse = jnp.mean(((predictions - targets) ** 2).reshape(predictions.shape[0], -1), axis=-1)
-    return 10.0 * jnp.log10(max_value**2 / jnp.maximum(mse, 1e-10))
-
-
-def edge_strength(images: jax.Array) -> jax.Array:
-    """Mean absolute difference between neighbouring pixels (rows and columns) per image [B].
-
-    How much edge an image has: an upscaler that averages the plausible answers scores below its targets, a
-    sharp one near them (pix2pix's evaluation reports it for outputs, baseline and targets).
-    """
-    rows = jnp.abs(jnp.diff(images, axis=1)).reshape(images.shape[0], -1)
-    cols = jnp.abs(jnp.diff(images, axis=2)).reshape(images.shape[0], -1)
-    return (jnp.sum(rows, axis=-1) + jnp.sum(cols, axis=-1)) / (rows.shape[1] + cols.shape[1])

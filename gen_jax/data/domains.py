@@ -95,7 +95,7 @@ def style_pair(dataset: Dataset, *, seed: int = 0, num_train: int | None = None,
 @functools.lru_cache(maxsize=1)
 def sample_photos() -> np.ndarray:
     """scikit-learn's two bundled photographs (china.jpg, flower.jpg), float32 [2, 427, 640, 3] in [0, 1]."""
-    from sklearn.datasets import load_sample_images  # imported here as sources.py does: only MNIST-M needs it
+    from sklearn.datasets import load_sample_images  # imported here: only MNIST-M needs it
     return np.stack(load_sample_images().images).astype(np.float32) / 255.0
 
 
@@ -148,31 +148,32 @@ def _from_folders(dirs: str, lazy: bool) -> TwoDomains:
                       a.test_images, test_b, a.test_labels)
 
 
-def _from_tfds(name: str, lazy: bool) -> TwoDomains:
+def _from_tfds(name: str, lazy: bool, data_dir: str | None) -> TwoDomains:
     """A tfds translation set with splits trainA, trainB, testA, testB (the cycle_gan sets, e.g.
     cycle_gan/horse2zebra), prepared in array_record format. Test splits are unpaired, as in `_from_folders`."""
     (train_a, labels_a), (train_b, labels_b), (test_a, test_labels), (test_b, _) = (
-        sources.tfds_split(name, split, lazy=lazy and split.startswith("train"))
+        sources.tfds_split(name, split, data_dir, lazy=lazy and split.startswith("train"))
         for split in ("trainA", "trainB", "testA", "testB"))
     return TwoDomains(f"tfds:{name}", train_a, labels_a, train_b, labels_b, test_a,
                       test_b[np.arange(len(test_a)) % len(test_b)], test_labels)
 
 
-def load(source: str, *, seed: int = 0, lazy: bool = False) -> TwoDomains:
+def load(source: str, *, seed: int = 0, lazy: bool = False, tfds_data_dir: str | None = None) -> TwoDomains:
     """Two domains named by a source string: 'style:SOURCE' (`style_pair` of a one-domain source, e.g.
     style:digits), 'mnist_m:SOURCE' (`mnist_m_pair`, e.g. mnist_m:idx:../shared/data/mnist),
     'folders:DIR_A,DIR_B', or 'tfds:NAME' (a set with trainA/trainB/testA/testB splits, e.g.
     tfds:cycle_gan/horse2zebra). lazy: leave the training images of folders: and tfds: undecoded
-    (`LazyImages`), as `sources.load` does; style: and mnist_m: make their domains in memory."""
+    (`LazyImages`), as `sources.load` does; style: and mnist_m: make their domains in memory. tfds_data_dir:
+    where prepared tfds sets live (None: tfds's default)."""
     kind, _, arg = source.partition(":")
     if kind == "style" and arg:
-        return style_pair(sources.load(arg), seed=seed)
+        return style_pair(sources.load(arg, tfds_data_dir=tfds_data_dir), seed=seed)
     if kind == "mnist_m" and arg:
-        return mnist_m_pair(sources.load(arg), seed=seed)
+        return mnist_m_pair(sources.load(arg, tfds_data_dir=tfds_data_dir), seed=seed)
     if kind == "folders" and arg:
         return _from_folders(arg, lazy)
     if kind == "tfds" and arg:
-        return _from_tfds(arg, lazy)
+        return _from_tfds(arg, lazy, tfds_data_dir)
     raise DataError(f"unknown two-domain source {source!r}: use {', '.join(SOURCES)}")
 
 
@@ -232,10 +233,10 @@ def super_resolution(dataset: Dataset, *, factor: int = 4) -> Pairs:
                  dataset.test_labels)
 
 
-def load_pairs(source: str) -> Pairs:
+def load_pairs(source: str, *, tfds_data_dir: str | None = None) -> Pairs:
     """Paired data named by a source string: 'superres:SOURCE' (4x super-resolution of a one-domain source,
     e.g. superres:digits, 2x2 -> 8x8, or superres:idx:../shared/data/mnist, 7x7 -> 28x28)."""
     kind, _, arg = source.partition(":")
     if kind == "superres" and arg:
-        return super_resolution(sources.load(arg))
+        return super_resolution(sources.load(arg, tfds_data_dir=tfds_data_dir))
     raise DataError(f"unknown paired source {source!r}: use {', '.join(PAIRED_SOURCES)}")

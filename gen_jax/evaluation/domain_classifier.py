@@ -1,7 +1,7 @@
 """Domain classifiers: the feature extractor for FID/KID/precision-recall "in the classifier's space".
 
 A LeNet-style net (28x28 grey, also 8x8 digits) or a small ResNet (32x32 colour) is trained by gen_jax on a
-data set's training split and saved in a folder: an orbax checkpoint of its parameters (`training.checkpoint`)
+data set's training split and saved in a folder: an orbax checkpoint of its parameters (`gen_jax.checkpoint`)
 plus `classifier.json`, which says how to rebuild it (architecture, options, input shape, classes, data,
 test accuracy). Its penultimate layer (post-ReLU) gives the features, its softmax the class probabilities
 (classifier Inception Score, class histogram). For MNIST-like data this is the advised extractor; the FID
@@ -27,10 +27,9 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from gen_jax import data
+from gen_jax import data, files
+from gen_jax.checkpoint import Checkpointer
 from gen_jax.errors import UserError
-from gen_jax.parallel import put_rows
-from gen_jax.training.checkpoint import Checkpointer
 
 SPEC_FILE = "classifier.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -207,21 +206,10 @@ def features_and_probs(classifier: Classifier, images, *, batch_size: int = 500)
       (features float32 [N, feature_dim], probs float32 [N, num_classes]); a pure function of the inputs.
     """
     images = check_images(images, classifier.image_shape)
-    n = images.shape[0]
-    size = max(1, min(batch_size, n))
-    features, probs = [], []
-    for start in range(0, n, size):
-        chunk = images[start:start + size]
-        rows = chunk.shape[0]
-        if rows < size:
-            chunk = np.concatenate([np.asarray(chunk), np.zeros((size - rows, *chunk.shape[1:]), chunk.dtype)])
-        f, p = classifier._apply(classifier.params, put_rows(chunk))  # data-parallel over the local devices
-        features.append(f[:rows])
-        probs.append(p[:rows])
-    if not features:
+    if images.shape[0] == 0:
         return (jnp.zeros((0, classifier.module.feature_dim), jnp.float32),
                 jnp.zeros((0, classifier.num_classes), jnp.float32))
-    return jnp.concatenate(features), jnp.concatenate(probs)
+    return data.map_padded_batches(lambda chunk: classifier._apply(classifier.params, chunk), images, batch_size)
 
 
 def accuracy(classifier: Classifier, images, labels, *, batch_size: int = 500) -> float:
@@ -239,8 +227,7 @@ def save(classifier: Classifier, directory: str) -> None:
     checkpointer.save(step, classifier.params)
     checkpointer.close()
     spec = {**classifier.spec, "extractor": classifier.name, "checkpoint_step": step}
-    with open(os.path.join(directory, SPEC_FILE), "w") as f:
-        json.dump(spec, f, indent=2)
+    files.write_json(os.path.join(directory, SPEC_FILE), spec)
 
 
 def load(directory: str) -> Classifier:
@@ -249,10 +236,16 @@ def load(directory: str) -> Classifier:
     if not os.path.exists(path):
         raise UserError(f"no classifier in {directory} (missing {SPEC_FILE}): train one with "
                         f"`python -m gen_jax.classifier --data=SOURCE --workdir={directory}`")
-    with open(path) as f:
-        spec = json.load(f)
-    module = build_module(spec["arch"], spec["num_classes"], spec["options"])
-    template = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, *spec["image_shape"])))["params"])
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+        arch, num_classes, options, image_shape = (spec[k] for k in ("arch", "num_classes", "options",
+                                                                     "image_shape"))
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UserError(f"{path} is unreadable or incomplete ({type(e).__name__}: {e}): retrain the classifier with "
+                        f"`python -m gen_jax.classifier --data=SOURCE --workdir={directory}`") from None
+    module = build_module(arch, num_classes, options)
+    template = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, *image_shape)))["params"])
     template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template)
     checkpointer = Checkpointer(os.path.join(directory, CHECKPOINT_DIR), keep=1)
     if checkpointer.latest_step() is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import zipfile
 
 import flax.linen as nn
 import jax
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gen_jax.data import quantize
+from gen_jax.data import map_padded_batches, quantize
 from gen_jax.errors import UserError
 from gen_jax.evaluation import sample_quality
 
@@ -229,7 +230,7 @@ def variable_shapes() -> dict[str, tuple[int, ...]]:
 
 @functools.cache
 def _variable_shapes() -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Cached because tracing the network's init takes a second or two."""
+    """Cached: tracing the whole network's init is slow, and every load checks against it."""
     abstract = jax.eval_shape(InceptionV3().init, jax.random.key(0),
                               jax.ShapeDtypeStruct((1, MIN_INPUT_SIZE, MIN_INPUT_SIZE, 3), jnp.float32))
     return tuple((name, value.shape) for name, value in traverse_util.flatten_dict(abstract, sep="/").items())
@@ -263,8 +264,12 @@ def load_params(path: str | None = None) -> dict:
     path = path or os.environ.get(WEIGHTS_ENV_VAR)
     if not path or not os.path.isfile(path):
         raise MissingWeightsError(_missing_weights_message(path))
-    with np.load(path) as data:
-        flat = {name: data[name] for name in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            flat = {name: np.asarray(data[name]) for name in data.files}
+    except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as e:  # not an .npz of arrays
+        raise UserError(f"{path} is not an .npz of arrays ({type(e).__name__}), so not the converted FID "
+                        f"Inception: make it with `python -m gen_jax.inception_weights`") from None
     _check_layout(flat, source=path)
     return traverse_util.unflatten_dict({name: jnp.asarray(value) for name, value in flat.items()}, sep="/")
 
@@ -370,17 +375,13 @@ class Extractor:
         images = np.asarray(images)
         if images.dtype != np.uint8:
             raise UserError(f"Inception inputs must be uint8 images in [0, 255], got {images.dtype}")
-        size = max(1, min(batch_size, len(images)))
-        features, probs = [], []
-        for start in range(0, len(images), size):
-            chunk = images[start:start + size]
-            rows = len(chunk)
-            if rows < size:
-                chunk = np.concatenate([chunk, np.zeros((size - rows, *chunk.shape[1:]), np.uint8)])
+        if len(images) == 0:
+            raise UserError("no images to extract Inception features of")
+
+        def pool3_and_probs(chunk):
             pool3, logits = inception_features(self.variables, chunk)
-            features.append(pool3[:rows])
-            probs.append(jax.nn.softmax(logits[:rows], axis=-1))
-        return jnp.concatenate(features), jnp.concatenate(probs)
+            return pool3, jax.nn.softmax(logits, axis=-1)
+        return map_padded_batches(pool3_and_probs, images, batch_size)
 
     def __repr__(self) -> str:
         return f"Extractor({self.name}, {self.path})"

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax import files
 from gen_jax.data import quantize
 from gen_jax.errors import UserError
 from gen_jax.evaluation import domain_classifier as classifier_lib
@@ -238,5 +239,4 @@ def write_record(out: str, record: dict) -> None:
             existing = {}
     existing = existing if isinstance(existing, dict) else {}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({**existing, "sample_metrics": record}, f, indent=2)
+    files.write_json(out, {**existing, "sample_metrics": record})

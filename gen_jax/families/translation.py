@@ -8,7 +8,6 @@ beside 10 * cycle_consistency and 5 * identity_loss per direction.
 """
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -70,7 +69,10 @@ def translate(generator, params, images01: jax.Array) -> jax.Array:
     return data.to_unit_range(outputs, data.SIGNED)
 
 
+_translate_jitted = jax.jit(translate, static_argnums=0)  # one compilation per generator (modules hash by value)
+
+
 def translate_all(generator, params, images01, *, batch_size: int = 256) -> np.ndarray:
     """`translate` over a whole split (numpy [N, H, W, C] in [0, 1]) in jitted batches; returns numpy."""
-    fn = jax.jit(functools.partial(translate, generator))
-    return data.map_batches(lambda _, batch: fn(params, batch), np.asarray(images01, np.float32), batch_size)
+    return data.map_batches(lambda _, batch: _translate_jitted(generator, params, batch),
+                            np.asarray(images01, np.float32), batch_size)

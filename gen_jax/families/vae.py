@@ -86,32 +86,34 @@ def iwae_nll(model, params, images: jax.Array, key: jax.Array, *, num_samples: i
     -log (1/k) sum_i p(x, z_i) / q(z_i | x) with z_i ~ q(z | x), i = 1..k. It is an upper bound on the NLL
     that tightens as k grows (k=1 is the negative ELBO in expectation). The k samples are drawn and decoded
     `chunk_size` at a time under `lax.scan` with a running log-sum-exp, so memory holds chunk_size * B
-    decoded images whatever k is; k must be a multiple of chunk_size (a smaller k is one chunk).
+    decoded images whatever k is (k - k mod chunk_size of them; the rest in one last, smaller chunk).
     """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     chunk = min(chunk_size, num_samples)
-    if num_samples % chunk:
-        raise ValueError(f"num_samples ({num_samples}) must be a multiple of chunk_size ({chunk})")
     mean, logvar = encode(model, params, images, labels=labels)
     batch = images.shape[0]
-    tiled = lambda x: jnp.broadcast_to(x, (chunk, *x.shape)).reshape(chunk * batch, *x.shape[1:])
-    chunk_labels = None if labels is None else tiled(labels)
 
-    def log_weights(key):  # [chunk, B]
-        z = losses.reparameterize(mean, logvar, jax.random.normal(key, (chunk, *mean.shape)))
-        decoded = model.apply({"params": params}, z.reshape(chunk * batch, -1), *_labels(chunk_labels),
-                              method=model.decode)
+    def log_weights(key, size):  # [size, B]
+        tiled = lambda x: jnp.broadcast_to(x, (size, *x.shape)).reshape(size * batch, *x.shape[1:])
+        z = losses.reparameterize(mean, logvar, jax.random.normal(key, (size, *mean.shape)))
+        decoded = model.apply({"params": params}, z.reshape(size * batch, -1),
+                              *_labels(None if labels is None else tiled(labels)), method=model.decode)
         if likelihood == "bernoulli":
             nll = losses.bernoulli_nll(logits=decoded, targets=tiled(images))
         else:
             nll = losses.gaussian_nll(means=decoded, targets=tiled(images))
-        return (-nll.reshape(chunk, batch) + losses.gaussian_log_prob(samples=z)
+        return (-nll.reshape(size, batch) + losses.gaussian_log_prob(samples=z)
                 - losses.gaussian_log_prob(samples=z, mean=mean, logvar=logvar))
 
     def body(running, key):
-        return jnp.logaddexp(running, jax.nn.logsumexp(log_weights(key), axis=0)), None
+        return jnp.logaddexp(running, jax.nn.logsumexp(log_weights(key, chunk), axis=0)), None
 
-    keys = jax.random.split(key, num_samples // chunk)
-    total, _ = jax.lax.scan(body, jnp.full((batch,), -jnp.inf), keys)
+    full_chunks, rest = divmod(num_samples, chunk)
+    total, _ = jax.lax.scan(body, jnp.full((batch,), -jnp.inf), jax.random.split(key, full_chunks))
+    if rest:
+        last = log_weights(jax.random.fold_in(key, full_chunks), rest)
+        total = jnp.logaddexp(total, jax.nn.logsumexp(last, axis=0))
     return jnp.log(num_samples) - total
 
 

@@ -41,7 +41,7 @@ def _batch_norm(train: bool, eps: float, axis_name: str | None):
 
 def _label_embedding(num_classes: int) -> nn.Embed:
     """The seed's nn.Embedding(n_classes, n_classes), with PyTorch's N(0, 1) init: Flax's default (std ~0.3)
-    makes the label a weak input beside 100 N(0, 1) noise values and halved the label accuracy on MNIST."""
+    makes the label a weak input beside 100 N(0, 1) noise values (docs/gans.md measures what that costs)."""
     return nn.Embed(num_classes, num_classes, embedding_init=nn.initializers.normal(1.0), name="label_embedding")
 
 
@@ -93,10 +93,11 @@ class MLPGenerator(_GeneratorOptions):
 
 
 class DCGANGenerator(_GeneratorOptions):
-    """The seed's DCGAN generator: Dense to a (H/4, W/4, base) map, BatchNorm, then per entry of `channels`
+    """The seed's DCGAN generator: Dense to a (H/s, W/s, base) map, BatchNorm, then per entry of `channels`
     (nearest upsample x2, conv 3x3, BatchNorm(eps=bn_eps), LeakyReLU 0.2), then conv 3x3 to the image, tanh.
 
-    init size is H/4 (PyTorch-GAN's img_size // 4) so the output matches the data; H, W divisible by 4.
+    s = 2 ** len(channels) (the seed's two entries: PyTorch-GAN's img_size // 4) so the output matches the data;
+    H and W must be divisible by s.
     """
 
     base: int = 128

@@ -114,7 +114,7 @@ def conv_loop_safe(x, kernel, strides=(1, 1), padding="SAME"):
 
     Autodiff's gradient convolutions have other dimension layouts, which XLA:CPU rewrites into its fast
     kernels' layout only outside loops; inside a `lax.scan` (several train steps per compiled call) it runs
-    them as naive loops, about 100x slower (jax-ml/jax#12868). The forward pass and both gradients go through
+    them as naive loops (jax-ml/jax#12868; docs/speed.md has the cost). The forward pass and both gradients go through
     `_conv_in_order`. The same gradients as autodiff's, and differentiable again (gradient penalties)."""
     return _conv_in_order(x, kernel, strides, _explicit_pads(x.shape, kernel.shape, strides, padding))
 

@@ -10,11 +10,11 @@ from typing import Callable
 
 import jax
 
-from gen_jax import data
+from gen_jax import data, files
 from gen_jax.errors import ConfigError
 from gen_jax.evaluation import domain_classifier, sample_quality
-from gen_jax.training import distributed
-from gen_jax.training.checkpoint import Checkpointer
+from gen_jax import distributed
+from gen_jax.checkpoint import Checkpointer
 
 
 def sample_scorer(config, dataset, task) -> Callable | None:
@@ -58,10 +58,14 @@ class BestCheckpoint:
         self.record_path = os.path.join(workdir, "best.json")
         self.value = None
         if os.path.exists(self.record_path):
-            with open(self.record_path) as f:
-                record = json.load(f)
-            if record.get("metric") == metric and record.get("mode") == mode:
-                self.value = record["value"]
+            try:
+                with open(self.record_path) as f:
+                    record = json.load(f)
+                if record.get("metric") == metric and record.get("mode") == mode:
+                    self.value = float(record["value"])
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+                raise ConfigError(f"{self.record_path} is unreadable ({type(e).__name__}): delete it and "
+                                  f"{self.directory} to start the best-checkpoint record afresh") from None
 
     def _better(self, value: float) -> bool:
         if self.value is None:
@@ -86,9 +90,8 @@ class BestCheckpoint:
         checkpointer.close()
         self.value = value
         if distributed.is_primary():
-            with open(self.record_path, "w") as f:
-                json.dump({"step": step, "metric": self.metric, "mode": self.mode, "value": value,
-                           "results": results}, f, indent=2)
+            files.write_json(self.record_path, {"step": step, "metric": self.metric, "mode": self.mode,
+                                                "value": value, "results": results})
         return True
 
 

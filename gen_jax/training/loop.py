@@ -1,10 +1,12 @@
-"""The one train loop: every family (VAE, autoencoders, GANs) runs through `train(config, workdir)`.
+"""The one train loop: every family (VAE, autoencoders, GANs, CycleGAN, pix2pix) runs through
+`train(config, workdir)`.
 
-The loop maps the task's per-device step over all local devices with `jax.pmap` (axis 'batch'), keeps the
-training set resident on the devices and gathers each batch there from indices computed on the host, runs
-`train.steps_per_call` steps per compiled call (`lax.scan`), reads metrics only at log steps, writes sample
-grids, checkpoints and metrics under the workdir, resumes from the latest checkpoint, and saves one on SIGINT
-or SIGTERM before returning.
+The loop maps the task's per-device step over all local devices with `jax.pmap` (axis 'batch'), on one host or
+many; it either keeps the training set resident on the devices and gathers each batch there from indices
+computed on the host, or streams batches read ahead on host threads when the set does not fit
+(`data.choose_pipeline`). It runs `train.steps_per_call` steps per compiled call (`lax.scan`), reads metrics
+only at log steps, writes sample grids, checkpoints and metrics under the workdir, resumes from the latest
+checkpoint, and saves one on SIGINT or SIGTERM before returning.
 """
 from __future__ import annotations
 
@@ -25,11 +27,11 @@ from jax import lax
 from tqdm.auto import tqdm
 
 from gen_jax import config as config_lib
-from gen_jax import data, images
+from gen_jax import data, distributed, files, images
+from gen_jax.checkpoint import Checkpointer
+from gen_jax.errors import ConfigError, DataError, UserError
 from gen_jax.parallel import compiled_per_shapes, cpu_compiler_options, replicate, unreplicate, use_cpu_devices
-from gen_jax.errors import DataError, UserError
-from gen_jax.training import distributed, hooks, runs, steps, tasks, tensorboard
-from gen_jax.training.checkpoint import Checkpointer
+from gen_jax.training import hooks, runs, steps, tasks, tensorboard
 
 AXIS = "batch"
 
@@ -285,6 +287,10 @@ def train(config, workdir: str) -> dict:
             split = devices[0].platform == "cpu" and train_cfg.cpu_devices == len(devices) > 1
             raise DataError(f"{e} (train.cpu_devices={train_cfg.cpu_devices}: set it to a divisor of the batch "
                             f"size, or 0)" if split else str(e)) from None
+    n_critic = config.gan.n_critic if config.task == "gan" else 1
+    if local_batch % n_critic:  # each device's critic updates take equal shares of its batch
+        raise ConfigError(f"gan.n_critic={n_critic} must divide the per-device batch {local_batch} (data.batch_size "
+                          f"{config.data.batch_size} over {num_devices} devices)")
     pipeline = data.choose_pipeline(config.data, task.train_data)  # resident or stream
     scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 
@@ -298,8 +304,7 @@ def train(config, workdir: str) -> dict:
     board = None
     if primary:
         runs.drop_metrics_after(metrics_path, step)  # no duplicate steps after a resume
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        files.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
         board = tensorboard.Writer(workdir, start_step=step)  # workdir/tensorboard/: tensorboard --logdir=workdir
         board.config(config, step)
 
@@ -378,8 +383,7 @@ def train(config, workdir: str) -> dict:
         results = _evaluate(task, state, dataset, eval_key, workdir, step, scorer, best, board, primary)
         summary["eval"] = results
         if primary:
-            with open(os.path.join(workdir, "eval.json"), "w") as f:
-                json.dump({"step": step, "data": config.data.source, **results}, f, indent=2)
+            files.write_json(os.path.join(workdir, "eval.json"), {"step": step, "data": config.data.source, **results})
             images.plot_curves(metrics_path, os.path.join(workdir, "curves.png"))
             images.animate_grids(os.path.join(workdir, "samples"))  # samples/NAME.gif: each grid over training
     checkpointer.close()

@@ -19,7 +19,7 @@ from gen_jax import config as config_lib
 from gen_jax import data
 from gen_jax.errors import CheckpointError, ConfigError, UserError
 from gen_jax.training import tasks
-from gen_jax.training.checkpoint import Checkpointer
+from gen_jax.checkpoint import Checkpointer
 
 CHECKPOINT_FOLDERS = {"latest": "checkpoints", "best": "best"}
 
@@ -49,7 +49,10 @@ def restore_run(workdir: str, which: str = "latest", *, source: str | None = Non
         raise CheckpointError(f"{workdir} is not a training run (no config.json): train one with "
                               f"`python train.py --workdir={workdir}`")
     config = config_lib.load_saved(workdir)
-    dataset = data.load(source) if source else tasks.load_data(config)
+    if source:  # read as the run's task reads its source (one data set, two domains or pairs)
+        config = config.copy_and_resolve_references()
+        config.data.source, config.data.exclude_labels = source, ()
+    dataset = tasks.load_data(config)
     task = tasks.build(config, dataset)
     folder = os.path.join(workdir, CHECKPOINT_FOLDERS[which])
     hint = " (train with --config.eval.best_metric=fid to keep one)" if which == "best" else ""

@@ -34,13 +34,14 @@ class Task:
 
     init_state(key) -> state (a pytree; unreplicated)
     train_step(state, batch, key) -> (state, metrics), per device, averaging over axis 'batch'
-    evaluate(state, dataset, key) -> {name: float} on the held-out split
+    evaluate(state, dataset, key) -> {name: float} on the held-out split (dataset: what `load_data` returned)
     pictures(state, dataset, key) -> {name: images [N, H, W, C] in [0, 1]} for sample grids
     sample(state, key, num) -> (images [num, H, W, C] in [0, 1], labels [num] or None), for generative
       families (`python -m gen_jax.sample`); None where the family cannot sample
     modules: the Flax modules by role ({"model": ...}, or {"generator": ..., "discriminator": ...}), for
       using a restored state with the family's pure functions
-    train_data: the arrays the loop keeps on the devices, as index streams: {stream: {batch key: array [N, ...]}}.
+    train_data: the training arrays as index streams, {stream: {batch key: array or LazyImages [N, ...]}}
+      (resident on the devices or streamed, as the loop's pipeline chooses).
       Each stream is shuffled on its own (`data.batch_indices(..., stream=i)`) and a step's batch holds every
       array of every stream gathered at that stream's rows: one data set is {"examples": {"image", "label"}},
       two unpaired domains are two streams.
@@ -50,8 +51,8 @@ class Task:
 
     init_state: Callable[[jax.Array], Any]
     train_step: Callable
-    evaluate: Callable[[Any, data.Dataset, jax.Array], dict]
-    pictures: Callable[[Any, data.Dataset, jax.Array], dict]
+    evaluate: Callable[[Any, Any, jax.Array], dict]  # the task's data: a Dataset, TwoDomains or Pairs
+    pictures: Callable[[Any, Any, jax.Array], dict]
     sample: Callable[[Any, jax.Array, int], tuple] | None
     modules: dict
     train_data: dict
@@ -165,8 +166,8 @@ def autoencoder_task(config, dataset: data.Dataset) -> Task:
         corrupted = noisy(key, images)
         denoised = jax.nn.sigmoid(model.apply({"params": params}, corrupted)[0])
         return {"recon_mse": jnp.mean((jax.nn.sigmoid(logits) - images) ** 2, axis=(1, 2, 3)),
-                "mean_activation": code.mean(axis=1), "psnr_noisy": corruption.psnr(corrupted, images),
-                "psnr_denoised": corruption.psnr(denoised, images)}
+                "mean_activation": code.mean(axis=1), "psnr_noisy": metrics.psnr(corrupted, images),
+                "psnr_denoised": metrics.psnr(denoised, images)}
 
     def evaluate(state, dataset, key):
         scores = data.map_batches(lambda i, x: _scores(state.params, x, jax.random.fold_in(key, i)),
@@ -325,11 +326,8 @@ def cyclegan_task(config, domains: data_domains.TwoDomains) -> Task:
                  "d_b": translation.init_pool(pool_size, shapes["b"])}
         return AdversarialState.create(networks, pools=pools)
 
-    translate = {name: jax.jit(functools.partial(translation.translate, modules[name])) for name in ("g_ab", "g_ba")}
-
     def run(state, name, images):
-        return data.map_batches(lambda _, x: translate[name](state[name].params, x), np.asarray(images),
-                                config.eval.batch_size)
+        return translation.translate_all(modules[name], state[name].params, images, batch_size=config.eval.batch_size)
 
     def evaluate(state, domains, key):
         test_a, test_b = domains.test_a, domains.test_b
@@ -379,17 +377,15 @@ def pix2pix_task(config, pairs: data_domains.Pairs) -> Task:
             "generator": TrainState.create(params=g, tx=make_optimizer(config.optim_g, config.train.steps)),
             "discriminator": TrainState.create(params=d, tx=make_optimizer(config.optim_d, config.train.steps))})
 
-    translate = jax.jit(functools.partial(translation.translate, modules["generator"]))
-
     def outputs(state, images):
-        return data.map_batches(lambda _, x: translate(state["generator"].params, x), np.asarray(images),
-                                config.eval.batch_size)
+        return translation.translate_all(modules["generator"], state["generator"].params, images,
+                                         batch_size=config.eval.batch_size)
 
     def evaluate(state, pairs, key):
         out = outputs(state, pairs.test_inputs)
-        psnr = lambda x: float(np.mean(corruption.psnr(jnp.asarray(x), jnp.asarray(pairs.test_targets))))
+        psnr = lambda x: float(np.mean(metrics.psnr(jnp.asarray(x), jnp.asarray(pairs.test_targets))))
         error = lambda x: float(np.mean(np.abs(x - pairs.test_targets)))
-        edges = lambda x: float(np.mean(corruption.edge_strength(jnp.asarray(x))))
+        edges = lambda x: float(np.mean(metrics.edge_strength(jnp.asarray(x))))
         results = {"psnr": psnr(out), "baseline_psnr": psnr(pairs.test_baseline), "l1_error": error(out),
                    "baseline_l1_error": error(pairs.test_baseline), "edge_strength": edges(out),
                    "baseline_edge_strength": edges(pairs.test_baseline),
@@ -419,10 +415,11 @@ def load_data(config, *, lazy: bool = False):
 
     lazy: training images of image folders and tfds sets stay undecoded (`data.LazyImages`) until read.
     """
+    tfds_data_dir = config.data.get("tfds_data_dir") or None
     if config.task == "cyclegan":
-        return data_domains.load(config.data.source, lazy=lazy)
+        return data_domains.load(config.data.source, lazy=lazy, tfds_data_dir=tfds_data_dir)
     if config.task == "pix2pix":
-        return data_domains.load_pairs(config.data.source)
+        return data_domains.load_pairs(config.data.source, tfds_data_dir=tfds_data_dir)
     return data.from_config(config.data, lazy=lazy)
 
 

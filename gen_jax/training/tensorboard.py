@@ -65,10 +65,6 @@ class Writer:
         for name, pics in pictures.items():
             self._writer.add_image(f"samples/{name}", images.enlarged_grid(np.asarray(pics), min_cell=32), step, dataformats="HWC")
 
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

@@ -5,7 +5,6 @@ generator and discriminator, CycleGAN's four networks) plus EMA weights, histori
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -62,11 +61,6 @@ class AdversarialState(struct.PyTreeNode):
     def with_network(self, name: str, network: TrainState) -> "AdversarialState":
         """This state with network `name` replaced."""
         return self.replace(networks={**self.networks, name: network})
-
-    @property
-    def step(self) -> jax.Array:
-        """Train steps so far: the update count of the network updated least often (a GAN's generator)."""
-        return functools.reduce(jnp.minimum, [network.step for network in self.networks.values()])
 
     @classmethod
     def create(cls, networks: dict, *, ema: tuple = (), historical_averaging: bool = False,

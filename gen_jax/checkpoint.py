@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gen_jax.errors import CheckpointError
-from gen_jax.training import distributed
+from gen_jax import distributed
 
 
 class CorruptCheckpointError(CheckpointError):
