@@ -35,6 +35,7 @@ TINY = ["--config.train.steps=10", "--config.train.log_every=5", "--config.train
 VAE = TINY + ["--config.model.hidden_dims=16", "--config.model.latent_dim=2"]
 GAN = TINY + ["--config=configs/gan.py", "--config.generator.hidden_dims=16", "--config.discriminator.hidden_dims=16"]
 AE = TINY + ["--config=configs/ae.py", "--config.model.hidden_dims=16", "--config.model.code_dim=4"]
+CYCLEGAN = TINY + ["--config=configs/cyclegan.py", "--config.data.batch_size=8"]
 
 
 @dataclasses.dataclass
@@ -284,6 +285,8 @@ def cases() -> list[Case]:
         ("eval.batch_size", "0", "eval.batch_size must be positive"),
         ("eval.best_mode", "median", "best_mode must be one of"),
         ("eval.classifier_dir", "no-such-folder/classifier", "no classifier"),
+        ("eval.iwae_samples", "-5", "iwae_samples must be >= 0"),
+        ("eval.iwae_images", "-1", "iwae_images must be >= 0"),
         ("seed", "abc", "seed=abc"),
         ("task", "gan", "task"),
         ("task", "diffusion", "task"),
@@ -303,9 +306,15 @@ def cases() -> list[Case]:
         ("optim_g.learning_rate", "0", "optim_g.learning_rate must be a positive"),
         ("optim_d.learning_rate", "-1", "optim_d.learning_rate must be a positive"),
         ("generator.name", "mlp_vae", "model|option|generator"),
+        ("gan.clusters", "1", "clusters must be 0 .off. or at least 2"),
     ]:
         train(f"train gan --config.{key}={value}", [f"--config.{key}={value}"], pattern=pat, base=GAN,
               recovery=fix_key)
+    train("train gan: batch 20 in 4 critic shares on 2 CPU devices (10 each)",
+          ["--config.data.batch_size=20", "--config.gan.n_critic=4", "--config.train.cpu_devices=2"],
+          pattern="n_critic=4 must divide the per-device batch 10", base=GAN, recovery=fix_key)
+    train("train cyclegan --config.data.exclude_labels=3", ["--config.data.exclude_labels=3"],
+          pattern="exclude_labels applies to one-domain", base=CYCLEGAN, recovery=fix_key)
     for key, value, pat in [
         ("loss.reconstruction", "l2", "reconstruction must be one of"),
         ("loss.sparsity", "l3", "sparsity must be one of"),
@@ -500,6 +509,8 @@ def cases() -> list[Case]:
     apps("iwae --samples=0", ["iwae", "--workdir={tmp}/run", "--samples=0"], pattern="samples", setup=vae_run)
     apps("iwae --samples=-1", ["iwae", "--workdir={tmp}/run", "--samples=-1"], pattern="samples", setup=vae_run)
     apps("iwae --images=-1", ["iwae", "--workdir={tmp}/run", "--images=-1"], pattern="images", setup=vae_run)
+    apps("iwae --samples=75 (not a multiple of the chunk of 50: ok)",
+         ["iwae", "--workdir={tmp}/run", "--samples=75", "--images=20"], "ok", setup=vae_run)
     apps("denoise --noise_factor=-1", ["denoise", "--workdir={tmp}/run", "--noise_factor=-1"], pattern="noise_factor",
          setup=_copy_run("ae"))
     apps("denoise --corruption=masking --mask_rate=2", ["denoise", "--workdir={tmp}/run", "--corruption=masking",
