@@ -1,15 +1,20 @@
-"""MNIST <-> MNIST-M with CycleGAN, measured (issue 14's pair (b)).
+"""Whether CycleGAN's translations keep their digit, measured on a pair with a paired test split: MNIST <->
+MNIST-M (`mnist_m:SOURCE`, issue 14's pair (b)) or digits <-> inverted, thickened digits (`style:SOURCE`).
 
-Given a finished run of configs/cyclegan.py on `mnist_m:idx:../shared/data/mnist`, reports
-- B -> A (MNIST-M to MNIST style): a LeNet MNIST classifier's accuracy on the translated test images against
-  its accuracy on the untranslated ones (made grey by averaging the channels), and their FID to the MNIST test
+Given a finished run of configs/cyclegan.py on such a pair, reports
+- B -> A (to domain A's style): a LeNet classifier of SOURCE's accuracy on the translated test images against
+  its accuracy on the untranslated ones (made grey by averaging the channels), and their FID to SOURCE's test
   set in that classifier's feature space;
-- A -> B (MNIST to MNIST-M style): whether the digit is kept, read by a classifier trained on real MNIST-M
-  (domain B's training half with its labels): its accuracy on the translated test digits, beside its accuracy
-  on the true MNIST-M test images.
+- A -> B (to domain B's style): whether the digit is kept, read by a classifier trained on real domain-B
+  images (B's training half with its labels): its accuracy on the translated test digits, beside its accuracy
+  on the true domain-B test images;
+- the per-pixel error of A -> B against the true B images beside a constant image's (the per-pixel median of
+  B's training images), the baseline a translation that ignores its input reaches.
 Appends one JSON row to --out.
 
     python benchmarks/translation_mnist.py --workdir=runs/cyclegan_mnist_m [--judge=DIR] [--colour=DIR]
+    python benchmarks/translation_mnist.py --workdir=runs/cyclegan --judge=runs/classifier_digits \
+        --colour=runs/classifier_digits_style
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 import benchmarks  # noqa: E402
 from gen_jax import data  # noqa: E402
@@ -29,7 +35,6 @@ from gen_jax.evaluation import domain_classifier, sample_quality  # noqa: E402
 from gen_jax.families import translation  # noqa: E402
 from gen_jax.training.runs import restore_run  # noqa: E402
 
-MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 
 
 def classifier_in(directory: str, dataset: data.Dataset, **train_options) -> domain_classifier.Classifier:
@@ -47,27 +52,32 @@ def fid_to(judge, reference, images01) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True, help="a finished configs/cyclegan.py run on mnist_m:...")
+    parser.add_argument("--workdir", required=True, help="a finished configs/cyclegan.py run on mnist_m: or style:")
     parser.add_argument("--judge", default=os.path.join(ROOT, "runs", "classifier_mnist"),
-                        help="a LeNet MNIST classifier folder (trained there when absent)")
+                        help="a LeNet classifier folder of the pair's SOURCE (trained there when absent)")
     parser.add_argument("--colour", default=os.path.join(ROOT, "runs", "classifier_mnist_m"),
                         help="a classifier of domain B's training half (trained there when absent)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "translation_results.jsonl"))
     args = parser.parse_args(argv)
     run = restore_run(args.workdir)
     pair = run.dataset
-    mnist = data.load(f"idx:{MNIST}")
-    judge = classifier_in(args.judge, mnist)
-    reference = sample_quality.reference_stats(judge, mnist, split="test",
+    kind, _, source = run.config.data.source.partition(":")
+    if kind not in ("mnist_m", "style"):
+        raise SystemExit(f"{args.workdir} trained on {run.config.data.source}: needs mnist_m:SOURCE or style:SOURCE")
+    base = data.load(source)
+    judge = classifier_in(args.judge, base)
+    reference = sample_quality.reference_stats(judge, base, split="test",
                                                cache_dir=sample_quality.default_cache_dir(args.judge))
     b2a = translation.translate_all(run.task.modules["g_ba"], run.state["g_ba"].params, pair.test_b)
     grey_b = pair.test_b.mean(axis=-1, keepdims=True)
-    colour_data = data.Dataset("mnist_m train half", pair.train_b, pair.train_b_labels, pair.test_b,
-                               pair.test_labels, 10)
+    colour_data = data.Dataset(f"{kind} train half", pair.train_b, pair.train_b_labels, pair.test_b,
+                               pair.test_labels, base.num_classes)
     colour = classifier_in(args.colour, colour_data, arch="lenet", epochs=3.0)
     a2b = translation.translate_all(run.task.modules["g_ab"], run.state["g_ab"].params, pair.test_a)
     labels = pair.test_labels
-    row = {"benchmark": "mnist_m_cyclegan", "commit": benchmarks.commit(), "workdir_step": run.step,
+    constant_b = np.median(np.asarray(pair.train_b), axis=0)
+    row = {"benchmark": f"{kind}_cyclegan", "commit": benchmarks.commit(), "workdir_step": run.step,
+           "data": run.config.data.source,
            "config": run.config.to_dict()["generator"], "num_test_images": len(labels),
            "judge": judge.name, "judge_test_accuracy": judge.spec["test_accuracy"],
            "b2a_judge_accuracy": domain_classifier.accuracy(judge, b2a, labels),
@@ -76,7 +86,9 @@ def main(argv=None):
            "untranslated_grey_fid_to_mnist_test": fid_to(judge, reference, grey_b),
            "colour_classifier": colour.name, "colour_classifier_test_accuracy": colour.spec["test_accuracy"],
            "a2b_colour_accuracy": domain_classifier.accuracy(colour, a2b, labels),
-           "true_mnist_m_colour_accuracy": domain_classifier.accuracy(colour, pair.test_b, labels)}
+           "true_b_colour_accuracy": domain_classifier.accuracy(colour, pair.test_b, labels),
+           "a2b_error": float(np.mean(np.abs(a2b - pair.test_b))),
+           "constant_b_error": float(np.mean(np.abs(constant_b - pair.test_b)))}
     print(json.dumps(row, indent=2))
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -38,9 +38,11 @@ def _assert_same_function(fast, plain, x, k):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kernel_shape", [(3, 3, 6, 1), (3, 3, 2, 8), (5, 5, 3, 2), (3, 3, 4, 9)])
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 6, 1), (3, 3, 2, 8), (5, 5, 3, 2), (3, 3, 4, 9), (3, 3, 3, 4),
+                                          (3, 3, 5, 2), (5, 5, 2, 2)])
 def test_conv_same_is_the_plain_convolution(kernel_shape):
-    """Narrow outputs (tap matmuls, 3x3 and 5x5) and a wide one (XLA's convolution)."""
+    """Narrow outputs (tap matmuls, 3x3 and 5x5), wide ones (XLA's convolution), and both kernel-gradient
+    branches (fewer input or fewer output channels)."""
     x = jax.random.normal(jax.random.key(0), (2, 6, 5, kernel_shape[2]))
     k = jax.random.normal(jax.random.key(1), kernel_shape)
     _assert_same_function(layers.conv_same, _plain, x, k)

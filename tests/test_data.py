@@ -24,7 +24,10 @@ def test_digits_fixed_split():
     ds = data.load("digits")
     _check_dataset(ds, (8, 8, 1), 10)
     assert (len(ds.train_images), len(ds.test_images)) == (1500, 297)
-    np.testing.assert_array_equal(ds.test_labels, data.load("digits").test_labels)  # the split never moves
+    from sklearn.datasets import load_digits  # the documented split: a default_rng(0) permutation, last 297 test
+    digits, order = load_digits(), np.random.default_rng(0).permutation(1797)
+    np.testing.assert_array_equal(ds.test_images[..., 0], digits.images[order[1500:]] / 16.0)
+    np.testing.assert_array_equal(ds.train_labels, digits.target[order[:1500]])
     assert ds.train_images.max() == 1.0  # 16 ink levels scaled to [0, 1]
 
 
@@ -95,7 +98,7 @@ def test_tfds_source_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=16):
         ds = data.load("tfds:mnist")
-    _check_dataset(ds, (28, 28, 1), ds.num_classes)
+    _check_dataset(ds, (28, 28, 1), 10)
     assert len(ds.train_images) == 16
 
 

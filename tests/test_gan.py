@@ -413,20 +413,6 @@ def test_conditional_step_and_sampling():
     np.testing.assert_array_equal(gan.balanced_labels(20, 10), np.arange(20) % 10)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kernel_shape", [(3, 3, 3, 4), (3, 3, 5, 2), (5, 5, 2, 2)])
-def test_conv_same_matches_lax_conv_and_its_gradients(kernel_shape):
-    """Both kernel-gradient branches (fewer input or fewer output channels) and a 5x5 kernel."""
-    x = jax.random.normal(jax.random.key(0), (2, 6, 5, kernel_shape[2]))
-    k = jax.random.normal(jax.random.key(1), kernel_shape)
-    reference = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
-                                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(layers.conv_same(x, k), reference(x, k), rtol=1e-5, atol=1e-5)
-    loss = lambda conv: (lambda x, k: jnp.sum(jnp.sin(conv(x, k))))
-    for got, want in zip(jax.grad(loss(layers.conv_same), (0, 1))(x, k), jax.grad(loss(reference), (0, 1))(x, k)):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-
-
 @pytest.mark.parametrize("layer, x", [
     (layers.Dense(300, weight_init="torch"), np.ones((2, 400), np.float32)),
     (layers.Conv(300, (3, 3), weight_init="torch"), np.ones((2, 5, 5, 40), np.float32))])
@@ -511,7 +497,8 @@ def test_latent_interpolation_ends_at_its_endpoints(spherical):
         z1 = z1 * jnp.linalg.norm(z0, axis=-1, keepdims=True) / jnp.linalg.norm(z1, axis=-1, keepdims=True)
         norms = np.linalg.norm(gan.interpolate_latents(z0, z1, 7, spherical=True), axis=-1)
         np.testing.assert_allclose(norms, np.broadcast_to(np.linalg.norm(z0, axis=-1), norms.shape), rtol=1e-5)
-        assert np.all(np.linalg.norm((z0 + z1) / 2, axis=-1) < np.linalg.norm(z0, axis=-1))
+        straight = np.linalg.norm(gan.interpolate_latents(z0, z1, 7, spherical=False)[3], axis=-1)
+        assert np.all(straight < 0.999 * np.linalg.norm(z0, axis=-1))  # the check tells the two paths apart
 
 
 @pytest.mark.parametrize("spherical", [False, True])

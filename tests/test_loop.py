@@ -110,6 +110,7 @@ def test_multi_device_equals_one_device(tmp_path, devices):
     train(small_config(), str(tmp_path / "one"))
     result = run_cli(str(tmp_path / "many"), SMALL, devices=devices)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert first_row(tmp_path / "one")["devices"] == 1 and first_row(tmp_path / "many")["devices"] == devices
     assert_trees_close(final_params(str(tmp_path / "one")),
                        final_params(str(tmp_path / "many")), atol=1e-5)
 

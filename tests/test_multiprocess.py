@@ -5,6 +5,7 @@ resumes to the same parameters as an uninterrupted one.
 Each process is a subprocess with its own forced CPU devices; every wait is bounded, and a test that fails
 kills what it started.
 """
+import json
 import os
 import signal
 import socket
@@ -108,6 +109,7 @@ def test_two_processes_equal_one_process(tmp_path, family):
     assert_same_state(final_leaves(one), final_leaves(two))
     rows = open(os.path.join(two, "metrics.jsonl")).read().splitlines()
     assert len(rows) == len(open(os.path.join(one, "metrics.jsonl")).read().splitlines())  # written once
+    assert json.loads(rows[0])["devices"] == 4  # 2 processes x 2 devices, one global batch
     assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == ["20", "30"]
     assert "done: step 30" in open(tmp_path / "two_p0.log").read()  # the CLI's last line, from process 0 only
     assert "done:" not in open(tmp_path / "two_p1.log").read()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gen_jax import config as config_lib  # noqa: E402
@@ -79,17 +79,36 @@ def test_any_command_line_assignment_parses_or_is_a_clear_error(assignment):
         pass
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, database=None)
-@given(out=st.text(min_size=1, max_size=20), num=st.integers(-3, 3))
-def test_sample_arguments_are_checked_without_a_traceback(out, num):
+@pytest.fixture(scope="module")
+def tiny_vae_run(tmp_path_factory):
+    from gen_jax.training.loop import train
+    workdir = str(tmp_path_factory.mktemp("vae"))
+    train(config_lib.override(config_lib.vae_config(), {"train.steps": 2, "train.progress": False,
+                                                        "model.hidden_dims": (8,), "model.latent_dim": 2}), workdir)
+    return workdir
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(out=st.one_of(st.text(min_size=1, max_size=20), st.from_regex(r"[a-z]{1,8}\.npz", fullmatch=True)),
+       num=st.integers(-3, 3))
+@example(out="samples.npz", num=2)
+def test_sample_arguments_are_checked_without_a_traceback(tiny_vae_run, out, num):
+    """Against a real run: a positive --num and a plain NAME.npz sample; a non-positive --num or an --out that
+    is not a .npz file name is one error (exit 2); any other raw exception fails the test."""
     from gen_jax import sample
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            code = sample.main([f"--workdir={os.path.join(tmp, 'missing')}", f"--out={os.path.join(tmp, out)}",
-                                f"--num={num}"])
+            code = sample.main([f"--workdir={tiny_vae_run}", f"--out={os.path.join(tmp, out)}", f"--num={num}"])
         except SystemExit as e:  # argparse
             code = e.code
-    assert code == 2
+    valid_name = out.endswith(".npz") and out[:-4].isalpha() and out.isascii()
+    if num <= 0 or not out.endswith(".npz"):
+        assert code == 2
+    elif valid_name:
+        assert code == 0
+    else:  # an odd but .npz name: written or refused, never a traceback
+        assert code in (0, 2)
 
 
 PIL_MODES = ["L", "RGB", "RGBA", "LA", "P", "I;16", "1", "I", "F"]

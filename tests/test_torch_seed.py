@@ -72,21 +72,23 @@ def test_sparse_loss_zero_at_target():
 
 
 def test_vae_lowers_neg_elbo_on_digits(digits):
+    """Below the mean image's Bernoulli NLL (what a decoder learning only its output bias reaches) by a nat."""
     x, _ = digits
-    torch.manual_seed(0)
-    initial = ts.vae_neg_elbo(ts.make_autoencoder("vae", 64), x)
-    model, ips = ts.train_autoencoder("vae", x, steps=200, seed=0)
+    p = np.clip(x.mean(axis=0), 1e-6, 1 - 1e-6)
+    mean_image_nll = -(x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(len(x), -1).sum(axis=1).mean()
+    model, ips = ts.train_autoencoder("vae", x, steps=600, seed=0)
     final = ts.vae_neg_elbo(model, x)
-    assert final < 0.8 * initial, (initial, final)
+    assert final < mean_image_nll - 1.0, (mean_image_nll, final)
     assert ips > 0
     assert ts.vae_neg_elbo(model, x, seed=3) == ts.vae_neg_elbo(model, x, seed=3)  # seeded posterior sample
 
 
 @pytest.mark.parametrize("kind", ["vanilla", "sparse", "denoising"])
 def test_deterministic_autoencoders_train(kind, digits):
+    """Reconstructions beat the mean image (what a network ignoring its input reaches) after 150 steps."""
     x, _ = digits
-    model, _ = ts.train_autoencoder(kind, x, steps=30, seed=0)
-    assert np.isfinite(ts.reconstruction_mse(model, x))
+    model, _ = ts.train_autoencoder(kind, x, steps=150, seed=0)
+    assert ts.reconstruction_mse(model, x) < np.mean((x - x.mean(axis=0)) ** 2)
 
 
 @pytest.mark.parametrize("kind", ts.GAN_KINDS)

@@ -198,6 +198,16 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, *, lazy: bool
     return (images if lazy else np.asarray(images)), labels
 
 
+def _tfds_num_classes(name: str, data_dir: str | None) -> int | None:
+    """The class count of a tfds set's 'label' feature, from its metadata (a class absent from both splits still
+    counts); None when the set has no ClassLabel 'label' (then the labels seen decide)."""
+    import tensorflow_datasets as tfds
+    try:
+        return int(tfds.builder(name, data_dir=data_dir).info.features["label"].num_classes)
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def _load_tfds(name: str, data_dir: str | None) -> Dataset:
     return _make_dataset(f"tfds:{name}", tfds_split(name, "train", data_dir, lazy=True),
-                         tfds_split(name, "test", data_dir))
+                         tfds_split(name, "test", data_dir), num_classes=_tfds_num_classes(name, data_dir))
