@@ -14,7 +14,7 @@ Appends one JSON row to --out.
 
     python benchmarks/translation_mnist.py --workdir=runs/cyclegan_mnist_m [--judge=DIR] [--colour=DIR]
     python benchmarks/translation_mnist.py --workdir=runs/cyclegan --judge=runs/classifier_digits \
-        --colour=runs/classifier_digits_style
+        --colour=runs/classifier_digits_style --epochs=20
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def main(argv=None):
                         help="a LeNet classifier folder of the pair's SOURCE (trained there when absent)")
     parser.add_argument("--colour", default=os.path.join(ROOT, "runs", "classifier_mnist_m"),
                         help="a classifier of domain B's training half (trained there when absent)")
+    parser.add_argument("--epochs", type=float, default=3.0, help="passes of each classifier trained here")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "translation_results.jsonl"))
     args = parser.parse_args(argv)
     run = restore_run(args.workdir)
@@ -65,14 +66,14 @@ def main(argv=None):
     if kind not in ("mnist_m", "style"):
         raise SystemExit(f"{args.workdir} trained on {run.config.data.source}: needs mnist_m:SOURCE or style:SOURCE")
     base = data.load(source)
-    judge = classifier_in(args.judge, base)
+    judge = classifier_in(args.judge, base, epochs=args.epochs)
     reference = sample_quality.reference_stats(judge, base, split="test",
                                                cache_dir=sample_quality.default_cache_dir(args.judge))
     b2a = translation.translate_all(run.task.modules["g_ba"], run.state["g_ba"].params, pair.test_b)
     grey_b = pair.test_b.mean(axis=-1, keepdims=True)
     colour_data = data.Dataset(f"{kind} train half", pair.train_b, pair.train_b_labels, pair.test_b,
                                pair.test_labels, base.num_classes)
-    colour = classifier_in(args.colour, colour_data, arch="lenet", epochs=3.0)
+    colour = classifier_in(args.colour, colour_data, arch="lenet", epochs=args.epochs)
     a2b = translation.translate_all(run.task.modules["g_ab"], run.state["g_ab"].params, pair.test_a)
     labels = pair.test_labels
     constant_b = np.median(np.asarray(pair.train_b), axis=0)
