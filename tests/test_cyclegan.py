@@ -189,12 +189,38 @@ def test_evaluate_with_another_source_reads_it_as_two_domains(trained_run, capsy
     assert len(err) == 1 and "cannot sample" in err[0], err
 
 
-def test_default_pair_is_learned(tmp_path):
-    """configs/cyclegan.py, shortened: A -> B translations of held-out digits land far closer to their true
-    style than the untranslated digits, and cycles come back close to their inputs."""
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """configs/cyclegan.py, shortened to 600 steps: (its workdir, its final evaluation)."""
+    workdir = str(tmp_path_factory.mktemp("default_pair"))
     config = config_lib.load(os.path.join(ROOT, "configs", "cyclegan.py"),
                              {"train.steps": 600, "train.progress": False})
-    results = train(config, str(tmp_path / "run"))["eval"]
+    return workdir, train(config, workdir)["eval"]
+
+
+def test_default_pair_is_learned(default_run):
+    """A -> B translations of held-out digits land far closer to their true style than the untranslated digits,
+    and cycles come back close to their inputs."""
+    workdir, results = default_run
     assert results["a2b_error"] < 0.5 * results["identity_error"], results
     assert results["cycle_a_error"] < 0.5 * results["identity_error"], results
-    assert json.load(open(tmp_path / "run" / "eval.json"))["a2b_error"] == results["a2b_error"]
+    assert json.load(open(os.path.join(workdir, "eval.json")))["a2b_error"] == results["a2b_error"]
+
+
+@pytest.mark.xfail(strict=True, reason="on the 8x8 style pair CycleGAN relabels digits (docs/translation.md)")
+def test_default_pair_keeps_the_digit(default_run, digits_classifier_dir):
+    """B -> A translations read as their digit by a digits classifier, A -> B ones by a classifier of real B
+    images. Known to fail (both read below chance): strict, so a change that fixes it has to say so."""
+    from gen_jax import data
+    from gen_jax.evaluation import domain_classifier
+    from gen_jax.families import translation
+    run = restore_run(default_run[0])
+    pair = run.dataset
+    judge_a = domain_classifier.load(digits_classifier_dir)
+    judge_b = domain_classifier.train(data.Dataset("style half", pair.train_b, pair.train_b_labels, pair.test_b,
+                                                   pair.test_labels, 10), epochs=20, progress=False)
+    assert judge_b.spec["test_accuracy"] > 0.7  # B images do show their digit
+    b2a = translation.translate_all(run.task.modules["g_ba"], run.state["g_ba"].params, pair.test_b)
+    a2b = translation.translate_all(run.task.modules["g_ab"], run.state["g_ab"].params, pair.test_a)
+    assert domain_classifier.accuracy(judge_a, b2a, pair.test_labels) > 0.5
+    assert domain_classifier.accuracy(judge_b, a2b, pair.test_labels) > 0.5
