@@ -48,6 +48,10 @@ def test_step_losses_are_the_defined_ones(pairs):
     expected_d = 0.5 * np.mean(losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits))
     np.testing.assert_allclose(metrics["d_loss"], expected_d, rtol=1e-5)
     np.testing.assert_allclose(metrics["l1"], np.mean(np.abs(fake - y)), rtol=1e-5)
+    # the generator's adversarial term is judged by the discriminator just updated in the same step
+    updated_logits = d.apply({"params": new["discriminator"].params}, fake, x)
+    np.testing.assert_allclose(metrics["g_loss"], np.mean(losses.generator_loss(fake_logits=updated_logits)),
+                               rtol=1e-5)
     l1_only, metrics = jax.jit(steps.make_pix2pix_step(g, d, adversarial_weight=0.0, axis_name=None))(
         state, batch, key)
     assert set(metrics) == {"g_loss", "l1"}
