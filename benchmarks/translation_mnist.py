@@ -9,12 +9,15 @@ Given a finished run of configs/cyclegan.py on such a pair, reports
   images (B's training half with its labels): its accuracy on the translated test digits, beside its accuracy
   on the true domain-B test images;
 - the per-pixel error of A -> B against the true B images beside a constant image's (the per-pixel median of
-  B's training images), the baseline a translation that ignores its input reaches.
+  B's training images), the baseline a translation that ignores its input reaches;
+- with --paired_control_steps=N (style pairs, whose every A image has a true B image): the run's A -> B generator
+  architecture trained from scratch for N steps on those pairs with L1 alone (the run's optim_g and batch), and
+  the same two measures of its translations: whether the network can express the map at all.
 Appends one JSON row to --out.
 
     python benchmarks/translation_mnist.py --workdir=runs/cyclegan_mnist_m [--judge=DIR] [--colour=DIR]
     python benchmarks/translation_mnist.py --workdir=runs/cyclegan --judge=runs/classifier_digits \
-        --colour=runs/classifier_digits_style --epochs=20
+        --colour=runs/classifier_digits_style --epochs=20 --paired_control_steps=2000
 """
 from __future__ import annotations
 
@@ -27,12 +30,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 import benchmarks  # noqa: E402
 from gen_jax import data  # noqa: E402
+from gen_jax.data import domains  # noqa: E402
 from gen_jax.evaluation import domain_classifier, sample_quality  # noqa: E402
 from gen_jax.families import translation  # noqa: E402
+from gen_jax.training.optim import make_optimizer  # noqa: E402
 from gen_jax.training.runs import restore_run  # noqa: E402
 
 
@@ -50,6 +57,28 @@ def fid_to(judge, reference, images01) -> float:
                                              key=jax.random.key(0))["fid"]
 
 
+def paired_control(run, steps: int):
+    """The run's A -> B generator architecture trained from scratch for `steps` steps on (A image, its true B
+    image) pairs with L1 alone; returns its translations of the test A images."""
+    generator, pair, config = run.task.modules["g_ab"], run.dataset, run.config
+    inputs = np.asarray(pair.train_a)
+    targets = domains.true_style(inputs)
+    params = generator.init(jax.random.key(config.seed), jnp.zeros((1, *pair.shape_a)))["params"]
+    tx = make_optimizer(config.optim_g, steps)
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        grads = jax.grad(lambda p: jnp.mean(jnp.abs(translation.translate(generator, p, x) - y)))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    rows = data.batch_indices(config.seed, 0, steps, num_examples=len(inputs), batch_size=config.data.batch_size)
+    for batch in rows:
+        params, opt_state = step(params, opt_state, inputs[batch], targets[batch])
+    return translation.translate_all(generator, params, pair.test_a)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="a finished configs/cyclegan.py run on mnist_m: or style:")
@@ -58,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--colour", default=os.path.join(ROOT, "runs", "classifier_mnist_m"),
                         help="a classifier of domain B's training half (trained there when absent)")
     parser.add_argument("--epochs", type=float, default=3.0, help="passes of each classifier trained here")
+    parser.add_argument("--paired_control_steps", type=int, default=0,
+                        help="style pairs: also train the A -> B generator on the true pairs with L1 (0: off)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "translation_results.jsonl"))
     args = parser.parse_args(argv)
     run = restore_run(args.workdir)
@@ -90,6 +121,11 @@ def main(argv=None):
            "true_b_colour_accuracy": domain_classifier.accuracy(colour, pair.test_b, labels),
            "a2b_error": float(np.mean(np.abs(a2b - pair.test_b))),
            "constant_b_error": float(np.mean(np.abs(constant_b - pair.test_b)))}
+    if args.paired_control_steps and kind == "style":
+        control = paired_control(run, args.paired_control_steps)
+        row.update(paired_control_steps=args.paired_control_steps,
+                   paired_control_a2b_error=float(np.mean(np.abs(control - pair.test_b))),
+                   paired_control_colour_accuracy=domain_classifier.accuracy(colour, control, labels))
     print(json.dumps(row, indent=2))
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")
