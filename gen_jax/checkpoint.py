@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gen_jax.errors import CheckpointError
 from gen_jax import distributed
+from gen_jax.errors import CheckpointError
 
 
 class CorruptCheckpointError(CheckpointError):

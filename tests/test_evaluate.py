@@ -10,7 +10,7 @@ import pytest
 
 from gen_jax import data, evaluate
 from gen_jax.config import gan_config, vae_config
-from gen_jax.errors import ConfigError, UserError
+from gen_jax.errors import CheckpointError, ConfigError, UserError
 from gen_jax.evaluation import domain_classifier as classifier
 from gen_jax.evaluation import sample_quality
 from gen_jax.training import hooks
@@ -130,7 +130,7 @@ def test_best_checkpoint_follows_the_mode(tmp_path):
         best.update(6, state, {"fid_std": 1.0, "extractor": "lenet:0"})
     assert sorted(os.listdir(tmp_path)) == ["b", "best", "best.json"]  # written whole: no temporary file left
     (tmp_path / "best.json").write_text('{"step": 3, "metric": "fid", "mo')
-    with pytest.raises(ConfigError, match="best.json is unreadable .*delete it"):
+    with pytest.raises(CheckpointError, match="best.json is unreadable .*delete it"):
         hooks.BestCheckpoint(str(tmp_path), "fid", "min")
     with pytest.raises(ConfigError, match="best_mode"):
         hooks.BestCheckpoint(str(tmp_path), "fid", "lower")

@@ -88,8 +88,7 @@ def tiny_vae_run(tmp_path_factory):
     return workdir
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, derandomize=True, database=None)
 @given(out=st.one_of(st.text(min_size=1, max_size=20), st.from_regex(r"[a-z]{1,8}\.npz", fullmatch=True)),
        num=st.integers(-3, 3))
 @example(out="samples.npz", num=2)

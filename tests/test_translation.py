@@ -266,7 +266,8 @@ def test_two_domain_tfds_source_with_mock_data():
 
 
 def test_translation_tasks_read_tfds_sets_from_data_tfds_data_dir(monkeypatch):
-    """data.tfds_data_dir reaches every tfds split a CycleGAN or pix2pix run reads, as for one-domain runs."""
+    """data.tfds_data_dir reaches every tfds split (and the metadata) a CycleGAN or pix2pix run reads, as for
+    one-domain runs."""
     from gen_jax import config as config_lib
     from gen_jax.data import sources
     from gen_jax.training import tasks
@@ -276,7 +277,12 @@ def test_translation_tasks_read_tfds_sets_from_data_tfds_data_dir(monkeypatch):
         seen.append(data_dir)
         return np.zeros((4, 8, 8, 1), np.float32), np.zeros(4, np.int32)
 
+    def fake_num_classes(name, data_dir):
+        seen.append(data_dir)
+        return 10
+
     monkeypatch.setattr(sources, "tfds_split", fake_split)
+    monkeypatch.setattr(sources, "_tfds_num_classes", fake_num_classes)
     for schema, source in ((config_lib.cyclegan_config, "tfds:cycle_gan/horse2zebra"),
                            (config_lib.cyclegan_config, "style:tfds:mnist"),
                            (config_lib.pix2pix_config, "superres:tfds:mnist")):

@@ -73,10 +73,13 @@ def map_batches(fn, array, batch_size: int):
 
 
 def map_padded_batches(fn, array, batch_size: int):
-    """fn(chunk) over the leading axis of a non-empty `array` in chunks of the same size, min(batch_size, N):
-    the last one zero-padded to it, so fn compiles once whatever N, and its padding rows dropped. For functions
-    of each row alone (feature extractors). Each chunk's rows are split over the local devices
-    (`parallel.put_rows`); fn returns an array or a tuple of them, concatenated on the device."""
+    """fn(chunk) over the leading axis of `array` in chunks of the same size, min(batch_size, N): the last one
+    zero-padded to it, so fn compiles once whatever N, and its padding rows dropped. For functions of each row
+    alone (feature extractors). Each chunk's rows are split over the local devices (`parallel.put_rows`); fn
+    returns an array or a tuple of them, concatenated on the device (N = 0: empty arrays of fn's row shapes)."""
+    if len(array) == 0:
+        shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((1, *array.shape[1:]), array.dtype))
+        return jax.tree.map(lambda s: jnp.zeros((0, *s.shape[1:]), s.dtype), shapes)
     size = max(1, min(batch_size, len(array)))
     outputs = []
     for start in range(0, len(array), size):

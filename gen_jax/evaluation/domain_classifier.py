@@ -206,9 +206,6 @@ def features_and_probs(classifier: Classifier, images, *, batch_size: int = 500)
       (features float32 [N, feature_dim], probs float32 [N, num_classes]); a pure function of the inputs.
     """
     images = check_images(images, classifier.image_shape)
-    if images.shape[0] == 0:
-        return (jnp.zeros((0, classifier.module.feature_dim), jnp.float32),
-                jnp.zeros((0, classifier.num_classes), jnp.float32))
     return data.map_padded_batches(lambda chunk: classifier._apply(classifier.params, chunk), images, batch_size)
 
 

@@ -267,7 +267,7 @@ def load_params(path: str | None = None) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             flat = {name: np.asarray(data[name]) for name in data.files}
-    except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as e:  # not an .npz of arrays
+    except (OSError, ValueError, AttributeError, TypeError, zipfile.BadZipFile) as e:  # not an .npz of arrays
         raise UserError(f"{path} is not an .npz of arrays ({type(e).__name__}), so not the converted FID "
                         f"Inception: make it with `python -m gen_jax.inception_weights`") from None
     _check_layout(flat, source=path)
@@ -375,8 +375,6 @@ class Extractor:
         images = np.asarray(images)
         if images.dtype != np.uint8:
             raise UserError(f"Inception inputs must be uint8 images in [0, 255], got {images.dtype}")
-        if len(images) == 0:
-            raise UserError("no images to extract Inception features of")
 
         def pool3_and_probs(chunk):
             pool3, logits = inception_features(self.variables, chunk)

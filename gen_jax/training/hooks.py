@@ -10,11 +10,10 @@ from typing import Callable
 
 import jax
 
-from gen_jax import data, files
-from gen_jax.errors import ConfigError
-from gen_jax.evaluation import domain_classifier, sample_quality
-from gen_jax import distributed
+from gen_jax import data, distributed, files
 from gen_jax.checkpoint import Checkpointer
+from gen_jax.errors import CheckpointError, ConfigError
+from gen_jax.evaluation import domain_classifier, sample_quality
 
 
 def sample_scorer(config, dataset, task) -> Callable | None:
@@ -64,7 +63,7 @@ class BestCheckpoint:
                 if record.get("metric") == metric and record.get("mode") == mode:
                     self.value = float(record["value"])
             except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-                raise ConfigError(f"{self.record_path} is unreadable ({type(e).__name__}): delete it and "
+                raise CheckpointError(f"{self.record_path} is unreadable ({type(e).__name__}): delete it and "
                                   f"{self.directory} to start the best-checkpoint record afresh") from None
 
     def _better(self, value: float) -> bool:

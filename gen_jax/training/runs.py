@@ -17,9 +17,9 @@ import ml_collections
 
 from gen_jax import config as config_lib
 from gen_jax import data
+from gen_jax.checkpoint import Checkpointer
 from gen_jax.errors import CheckpointError, ConfigError, UserError
 from gen_jax.training import tasks
-from gen_jax.checkpoint import Checkpointer
 
 CHECKPOINT_FOLDERS = {"latest": "checkpoints", "best": "best"}
 
