@@ -312,7 +312,7 @@ def cases() -> list[Case]:
               recovery=fix_key)
     train("train gan: batch 20 in 4 critic shares on 2 CPU devices (10 each)",
           ["--config.data.batch_size=20", "--config.gan.n_critic=4", "--config.train.cpu_devices=2"],
-          pattern="n_critic=4 must divide the per-device batch 10", base=GAN, recovery=fix_key)
+          pattern=r"per-device batch 10 .* must split into 4 equal shares \(gan.n_critic=4", base=GAN, recovery=fix_key)
     train("train cyclegan --config.data.exclude_labels=3", ["--config.data.exclude_labels=3"],
           pattern="exclude_labels applies to one-domain", base=CYCLEGAN, recovery=fix_key)
     for key, value, pat in [

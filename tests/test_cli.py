@@ -46,7 +46,7 @@ def test_critic_shares_must_divide_each_devices_batch(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path}",
                              "--config=configs/wgan.py", "--config.data.batch_size=20", "--config.gan.n_critic=4"],
                             capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert_one_line_error(result, r"gan.n_critic=4 must divide the per-device batch 10")
+    assert_one_line_error(result, r"per-device batch 10 .* must split into 4 equal shares \(gan.n_critic=4")
 
 
 def test_batch_not_divisible_by_devices(tmp_path):

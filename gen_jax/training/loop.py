@@ -287,10 +287,10 @@ def train(config, workdir: str) -> dict:
             split = devices[0].platform == "cpu" and train_cfg.cpu_devices == len(devices) > 1
             raise DataError(f"{e} (train.cpu_devices={train_cfg.cpu_devices}: set it to a divisor of the batch "
                             f"size, or 0)" if split else str(e)) from None
-    n_critic = config.gan.n_critic if config.task == "gan" else 1
-    if local_batch % n_critic:  # each device's critic updates take equal shares of its batch
-        raise ConfigError(f"gan.n_critic={n_critic} must divide the per-device batch {local_batch} (data.batch_size "
-                          f"{config.data.batch_size} over {num_devices} devices)")
+    if local_batch % task.batch_divisor:
+        raise ConfigError(f"the per-device batch {local_batch} (data.batch_size {config.data.batch_size} over "
+                          f"{num_devices} devices) must split into {task.batch_divisor} equal shares "
+                          f"(gan.n_critic={task.batch_divisor} critic updates per step)")
     pipeline = data.choose_pipeline(config.data, task.train_data)  # resident or stream
     scorer, best = hooks.sample_scorer(config, dataset, task), hooks.best_checkpoint(config, workdir)
 

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 
 from gen_jax import config as config_lib
-from gen_jax import data
+from gen_jax import data, files
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.errors import CheckpointError, ConfigError, UserError
 from gen_jax.training import tasks
@@ -145,6 +145,4 @@ def drop_metrics_after(path: str, step: int) -> None:
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             kept.append(line if line.endswith("\n") else line + "\n")
     if kept != lines:
-        with open(path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
+        files.write_text(path, "".join(kept))

@@ -47,6 +47,8 @@ class Task:
       two unpaired domains are two streams.
     scores_outputs: the family's own evaluate scores its outputs with config.eval.classifier_dir (pix2pix), so
       the loop's sample scorer is not needed even though the family cannot sample
+    batch_divisor: each device's batch must split into this many equal shares (a GAN's n_critic critic updates);
+      the loop checks it against the per-device batch before compiling
     """
 
     init_state: Callable[[jax.Array], Any]
@@ -57,6 +59,7 @@ class Task:
     modules: dict
     train_data: dict
     scores_outputs: bool = False
+    batch_divisor: int = 1
 
 
 def examples(dataset: data.Dataset) -> dict:
@@ -288,7 +291,8 @@ def gan_task(config, dataset: data.Dataset) -> Task:
                                feature_matching=objective.feature_matching,
                                historical_averaging=objective.historical_averaging, ema_decay=objective.ema_decay)
     return Task(init_state, step, evaluate, pictures, sample,
-                {"generator": generator, "discriminator": discriminator}, examples(dataset))
+                {"generator": generator, "discriminator": discriminator}, examples(dataset),
+                batch_divisor=objective.n_critic)
 
 
 def _rgb(images) -> jax.Array:
